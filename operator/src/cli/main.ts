@@ -1,0 +1,31 @@
+/**
+ * `smolstage <command>`: a thin dispatcher. Each command lives in its own module exporting
+ * `run(argv): Promise<number>` and is imported only when used, so `smolstage worker` never
+ * loads the Kubernetes client and `smolstage operator` never loads the native trainer.
+ */
+export interface Command {
+  summary: string;
+  load: () => Promise<{ run: (argv: string[]) => Promise<number> }>;
+}
+
+export const commands: Record<string, Command> = {};
+
+export function usage(): string {
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return ['usage: smolstage <command> [options]', '', 'commands:', ...rows, '', 'Run `smolstage <command> --help` for a command\'s options.'].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (command === undefined) {
+    console.error(`smolstage: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  const module = await command.load();
+  return module.run(rest);
+}
