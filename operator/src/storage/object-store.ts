@@ -31,3 +31,14 @@ export interface ObjectStore {
   exists(key: string): Promise<boolean>;
   delete(keys: string[]): Promise<void>;
 }
+
+/**
+ * The store refused us for a reason retrying cannot fix: the bucket does not exist, the
+ * credentials are wrong, access is denied, or the location is malformed.
+ */
+export class StorageConfigurationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageConfigurationError';
+  }
+}

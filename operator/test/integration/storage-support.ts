@@ -1,0 +1,53 @@
+/** Helpers for tests that need the harness's S3 server: a fresh bucket, a StorageSpec, env. */
+import { randomBytes } from 'node:crypto';
+import { Client } from 'minio';
+import type { StorageSpec } from '../../src/api/trainer-spec.js';
+
+export interface S3Test {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+/** The harness's S3 server; throws (the test fails, never skips) when it is not running. */
+export function requireS3(): S3Test {
+  const env = process.env;
+  const endpoint = env.SMOLSTAGE_TEST_S3_ENDPOINT;
+  const accessKey = env.SMOLSTAGE_TEST_S3_ACCESS_KEY;
+  const secretKey = env.SMOLSTAGE_TEST_S3_SECRET_KEY;
+  if (!endpoint || !accessKey || !secretKey) {
+    throw new Error(
+      'SMOLSTAGE_TEST_S3_ENDPOINT/_ACCESS_KEY/_SECRET_KEY are not set: run integration tests through `bash test/run.sh integration`',
+    );
+  }
+  return { endpoint, accessKey, secretKey, region: env.SMOLSTAGE_TEST_S3_REGION || 'us-east-1' };
+}
+
+/** The worker's credential env for the harness's server. */
+export function s3Env(): NodeJS.ProcessEnv {
+  const s3 = requireS3();
+  return { SMOLSTAGE_S3_ACCESS_KEY: s3.accessKey, SMOLSTAGE_S3_SECRET_KEY: s3.secretKey };
+}
+
+export function s3StorageSpec(bucket: string, endpoint = requireS3().endpoint): StorageSpec {
+  return { kind: 's3', endpoint, bucket, region: requireS3().region, prefix: 'smolstage' };
+}
+
+/** A new, empty bucket with a unique name. */
+export async function createBucket(): Promise<string> {
+  const s3 = requireS3();
+  const url = new URL(s3.endpoint);
+  const client = new Client({
+    endPoint: url.hostname,
+    port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    useSSL: url.protocol === 'https:',
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    region: s3.region,
+    pathStyle: true,
+  });
+  const bucket = `test-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  await client.makeBucket(bucket, s3.region);
+  return bucket;
+}
