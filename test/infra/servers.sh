@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Starts and stops the real servers the integration tests talk to, on free loopback ports:
+#   etcd + kube-apiserver (envtest-style: TLS, admin client cert in system:masters, RBAC, no
+#   kubelet), and an S3-compatible server (moto in server mode).
+#
+#   servers.sh start STATE_DIR   build what is missing, start everything, wait until ready, and
+#                                write STATE_DIR/env (export lines for the SMOLSTAGE_TEST_* vars)
+#   servers.sh stop STATE_DIR    stop what start left running (safe to call twice)
+#
+# Fixed ports instead of free ones: SMOLSTAGE_TEST_ETCD_PORT, SMOLSTAGE_TEST_KUBE_PORT,
+# SMOLSTAGE_TEST_S3_PORT (start fails with a one-line error if one is taken).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pick_port VAR: the port named by the env var VAR if set (must be free), else a free one.
+pick_port() {
+  local var=$1 port=${!1:-}
+  if [ -n "$port" ]; then
+    port_in_use "$port" && die "port $port ($var) is in use; stop what listens there or unset $var to use a free port"
+    echo "$port"
+  else
+    free_port
+  fi
+}
+
+# spawn NAME CMD...: run CMD in its own session (so stop can end it with its children), log to
+# STATE/logs/NAME.log and remember the pid.
+spawn() {
+  local name=$1
+  shift
+  setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
+  echo "$!" >"$state/pids/$name"
+}
+
+# wait_until NAME SECONDS CMD...: poll CMD until it succeeds; on timeout or if NAME died, show
+# the end of its log and fail.
+wait_until() {
+  local name=$1 seconds=$2 pid i
+  shift 2
+  pid=$(cat "$state/pids/$name")
+  for ((i = 0; i < seconds * 4; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$state/logs/$name.log" >&2
+      die "$name exited during start-up (log above, full log in $state/logs/$name.log)"
+    fi
+    sleep 0.25
+  done
+  tail -n 20 "$state/logs/$name.log" >&2
+  die "$name was not ready after ${seconds}s (log above, full log in $state/logs/$name.log)"
+}
+
+make_certs() {
+  local pki=$state/pki
+  require_command openssl "install OpenSSL (Debian: apt-get install openssl)"
+  mkdir -p "$pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=smolstage-test-ca \
+      -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile apiserver.ext -out apiserver.crt
+    # The admin identity: group system:masters bypasses RBAC, like envtest's admin user.
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=smolstage-admin" -keyout admin.key -out admin.csr
+    printf 'extendedKeyUsage=clientAuth\n' >admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile admin.ext -out admin.crt
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >"$state/logs/openssl.log" 2>&1 || die "openssl failed to make the test certificates (see $state/logs/openssl.log)"
+}
+
+write_kubeconfig() {
+  local pki=$state/pki b64="base64 -w0"
+  cat >"$state/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: smolstage-test
+  cluster:
+    server: https://127.0.0.1:$kube_port
+    certificate-authority-data: $($b64 "$pki/ca.crt")
+users:
+- name: smolstage-admin
+  user:
+    client-certificate-data: $($b64 "$pki/admin.crt")
+    client-key-data: $($b64 "$pki/admin.key")
+contexts:
+- name: smolstage-test
+  context:
+    cluster: smolstage-test
+    user: smolstage-admin
+current-context: smolstage-test
+KUBECONFIG
+}
+
+kube_ready() {
+  curl -fsS --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
+    "https://127.0.0.1:$kube_port/readyz"
+}
+
+start() {
+  require_command curl "install curl (Debian: apt-get install curl)"
+  require_command setsid "install util-linux (Debian: apt-get install util-linux)"
+  mkdir -p "$state/logs" "$state/pids"
+
+  local python tools etcd_port etcd_peer_port s3_port
+  python=$("$SMOLSTAGE_INFRA_DIR/python.sh")
+  tools=$("$SMOLSTAGE_INFRA_DIR/go-tools.sh" etcd kube)
+  local ETCD KUBE_APISERVER
+  ETCD=$(sed -n 's/^ETCD=//p' <<<"$tools")
+  KUBE_APISERVER=$(sed -n 's/^KUBE_APISERVER=//p' <<<"$tools")
+
+  etcd_port=$(pick_port SMOLSTAGE_TEST_ETCD_PORT)
+  etcd_peer_port=$(free_port)
+  kube_port=$(pick_port SMOLSTAGE_TEST_KUBE_PORT)
+  s3_port=$(pick_port SMOLSTAGE_TEST_S3_PORT)
+
+  make_certs
+
+  # moto starts slowest (Python imports), so it goes first and is awaited last.
+  spawn s3 "$(dirname "$python")/moto_server" -H 127.0.0.1 -p "$s3_port"
+
+  spawn etcd "$ETCD" --name smolstage-test --data-dir "$state/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "smolstage-test=http://127.0.0.1:$etcd_peer_port" \
+    --unsafe-no-fsync --log-level warn
+  wait_until etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  local pki=$state/pki
+  # ServiceAccount admission is off as in controller-runtime's envtest: with no controller-manager
+  # nothing creates the default ServiceAccount, and tests create pods themselves.
+  spawn kube-apiserver "$KUBE_APISERVER" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$kube_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --authorization-mode Node,RBAC \
+    --disable-admission-plugins ServiceAccount \
+    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true
+  write_kubeconfig
+  wait_until kube-apiserver 90 kube_ready
+
+  wait_until s3 60 curl -fsS "http://127.0.0.1:$s3_port/"
+
+  cat >"$state/env" <<ENV
+export SMOLSTAGE_TEST_KUBECONFIG=$state/kubeconfig
+export SMOLSTAGE_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export SMOLSTAGE_TEST_S3_ACCESS_KEY=smolstage-test
+export SMOLSTAGE_TEST_S3_SECRET_KEY=smolstage-test-secret
+export SMOLSTAGE_TEST_S3_REGION=us-east-1
+ENV
+}
+
+stop() {
+  local pidfile pid i
+  [ -d "$state/pids" ] || return 0
+  for pidfile in "$state"/pids/*; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    # Each server leads its own session (setsid), so -pid ends it and any children.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pidfile in "$state"/pids/*; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    for ((i = 0; i < 40; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
+cmd=${1:-}
+state=${2:-}
+[ -n "$cmd" ] && [ -n "$state" ] || die "usage: servers.sh start|stop STATE_DIR"
+case $cmd in
+start) start ;;
+stop) stop ;;
+*) die "unknown command '$cmd' (expected start or stop)" ;;
+esac

@@ -1,0 +1,53 @@
+/**
+ * The real servers and tools that `bash test/run.sh integration` starts or builds, read from the
+ * environment it exports. Each helper throws when its variable is missing, so a test that needs a
+ * server fails (never skips) when run outside the harness.
+ */
+
+const HOW_TO_RUN =
+  'run the tests through `bash test/run.sh integration` (or `bash test/run.sh servers` for a shell)';
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: ${HOW_TO_RUN}`);
+  return value;
+}
+
+export interface KubeTest {
+  /** Path of an admin (system:masters) kubeconfig for the test kube-apiserver. */
+  kubeconfig: string;
+}
+
+export function requireKube(): KubeTest {
+  return { kubeconfig: required('SMOLSTAGE_TEST_KUBECONFIG') };
+}
+
+export interface S3Test {
+  /** e.g. http://127.0.0.1:PORT (path-style addressing). */
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+export function requireS3(): S3Test {
+  return {
+    endpoint: required('SMOLSTAGE_TEST_S3_ENDPOINT'),
+    accessKey: required('SMOLSTAGE_TEST_S3_ACCESS_KEY'),
+    secretKey: required('SMOLSTAGE_TEST_S3_SECRET_KEY'),
+    region: required('SMOLSTAGE_TEST_S3_REGION'),
+  };
+}
+
+/** Python of the pinned venv with CPU torch, transformers, tokenizers and safetensors. */
+export function requirePython(): string {
+  return required('SMOLSTAGE_PYTHON');
+}
+
+export function requireHelm(): string {
+  return required('SMOLSTAGE_HELM');
+}
+
+export function requireNvcc(): string {
+  return required('SMOLSTAGE_NVCC');
+}
