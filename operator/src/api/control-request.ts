@@ -1,6 +1,6 @@
 /**
  * Requests from the operator to a running worker, written to
- * `<run root>/control/<stage>/stop.json`. The worker polls the key between steps. The operator
+ * `<run root>/control/stop-<stage>.json` (storage/layout.ts `controlKey`). The worker polls the key between steps. The operator
  * writes it idempotently (same content on every write) until the attempt's Job ends.
  */
 export const CONTROL_STOP_VERSION = 'smolstage.dev/control-stop/v1';
@@ -16,5 +16,5 @@ export interface StopRequest {
 
 /** Key of the stop request for a stage, relative to the run root. */
 export function stopRequestKey(stageName: string): string {
-  return `control/${stageName}/stop.json`;
+  return `control/stop-${stageName}.json`;
 }

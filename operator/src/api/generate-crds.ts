@@ -1,0 +1,30 @@
+/**
+ * Renders the CRDs in crd-schema.ts to `crds/*.yaml`. Run after changing the schema:
+ *   node --import tsx operator/src/api/generate-crds.ts
+ * crd-sync.test.ts fails when the committed files differ from what this writes.
+ */
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { type CustomResourceDefinition, stageCrd, trainingRunCrd } from './crd-schema.js';
+
+export const CRD_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../crds');
+
+export const CRD_FILES: [string, CustomResourceDefinition][] = [
+  ['trainingruns.smolstage.dev.yaml', trainingRunCrd],
+  ['stages.smolstage.dev.yaml', stageCrd],
+];
+
+export function renderCrdYaml(definition: CustomResourceDefinition): string {
+  const header =
+    '# Generated from operator/src/api/crd-schema.ts by generate-crds.ts; do not edit by hand.\n';
+  return header + stringify(definition, { lineWidth: 0, aliasDuplicateObjects: false });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const [file, definition] of CRD_FILES) {
+    writeFileSync(join(CRD_DIR, file), renderCrdYaml(definition));
+    console.log(`wrote crds/${file}`);
+  }
+}
