@@ -1,0 +1,161 @@
+/**
+ * `smolstage worker --spec <file>`: the trainer pod's entrypoint. Runs one stage attempt and
+ * exits with a code from api/exit-codes.ts (documented in docs/worker.md).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ExitCode } from '../api/exit-codes.js';
+import { createNativeEngine } from '../worker/native-engine.js';
+import { validateTrainerSpec } from '../worker/spec.js';
+import { loadChoiceTasks } from '../worker/tasks.js';
+import { createLogger, serveMetrics, WorkerMetrics } from '../worker/telemetry.js';
+import { POISON_ENV, parseLossPoison } from '../worker/test-hooks.js';
+import { runWorker } from '../worker/worker.js';
+
+export const SPEC_ENV = 'SMOLSTAGE_TRAINER_SPEC';
+
+const HELP = `usage: smolstage worker [--spec FILE] [--work-dir DIR] [--metrics-port N] [--control-poll-ms N]
+
+Trains one stage attempt described by a trainer spec (JSON). Without --spec, the spec is read
+from ${SPEC_ENV} (inline JSON or a file path). S3 credentials come from
+SMOLSTAGE_S3_ACCESS_KEY and SMOLSTAGE_S3_SECRET_KEY.
+
+  --spec FILE           trainer spec file
+  --work-dir DIR        local scratch for snapshots and the dataset cache
+                        (default: $SMOLSTAGE_WORK_DIR or <tmp>/smolstage-worker)
+  --metrics-port N      Prometheus /metrics port; 0 picks a free one, -1 disables (default 9464)
+  --control-poll-ms N   how often to look for a stop request (default 5000)
+
+Exit codes: 0 finished, 1 transient (retry), 2 bad configuration, 3 stopped on request,
+4 preempted after a checkpoint, 5 loss guard gave up.`;
+
+/** The spec text from --spec, or SMOLSTAGE_TRAINER_SPEC holding JSON or a path. */
+export function specSource(
+  specPath: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { text: string; where: string } {
+  if (specPath !== undefined) return { text: readFileSync(specPath, 'utf8'), where: specPath };
+  const fromEnv = env[SPEC_ENV]?.trim();
+  if (!fromEnv) throw new Error(`no trainer spec: pass --spec FILE or set ${SPEC_ENV}`);
+  if (fromEnv.startsWith('{')) return { text: fromEnv, where: SPEC_ENV };
+  if (!existsSync(fromEnv)) throw new Error(`${SPEC_ENV} is neither JSON nor an existing file: ${fromEnv}`);
+  return { text: readFileSync(fromEnv, 'utf8'), where: fromEnv };
+}
+
+function integerOption(value: string | undefined, name: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new Error(`--${name} must be an integer ≥ ${min}, got '${value}'`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const log = createLogger(process.env.SMOLSTAGE_LOG_LEVEL ?? 'info');
+  const fail = (code: ExitCode, reason: string) => {
+    log.error('worker exiting', { exitCode: code, reason });
+    return code;
+  };
+
+  let prepared: Exclude<ReturnType<typeof prepare>, 'help'>;
+  try {
+    const result = prepare(argv, process.env);
+    if (result === 'help') {
+      console.log(HELP);
+      return 0;
+    }
+    prepared = result;
+  } catch (error) {
+    return fail(ExitCode.BadConfiguration, (error as Error).message);
+  }
+  const { options, spec, poison } = prepared;
+  if (poison !== null) log.warn(`TEST-ONLY loss poisoning is active (${POISON_ENV})`, { poison });
+
+  const metrics = new WorkerMetrics();
+  let server: Awaited<ReturnType<typeof serveMetrics>>['server'] | null = null;
+  if (options.metricsPort >= 0) {
+    try {
+      const served = await serveMetrics(metrics, options.metricsPort);
+      server = served.server;
+      log.info('serving Prometheus metrics', { port: served.port, path: '/metrics' });
+    } catch (error) {
+      return fail(
+        ExitCode.BadConfiguration,
+        `cannot serve metrics on port ${options.metricsPort}: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  const preemption = { requested: false };
+  const onTerm = () => {
+    if (!preemption.requested) log.warn('SIGTERM received: checkpointing, then exiting');
+    preemption.requested = true;
+  };
+  process.on('SIGTERM', onTerm);
+  try {
+    const outcome = await runWorker({
+      spec,
+      env: process.env,
+      workDir: options.workDir,
+      log,
+      metrics,
+      createEngine: createNativeEngine,
+      loadTasks: loadChoiceTasks,
+      controlPollMs: options.controlPollMs,
+      preemption,
+      poison,
+    });
+    if (outcome.code === ExitCode.Finished)
+      log.info('worker finished', { exitCode: outcome.code, reason: outcome.reason });
+    else if (outcome.code === ExitCode.StoppedOnRequest || outcome.code === ExitCode.Preempted) {
+      log.info('worker stopped', { exitCode: outcome.code, reason: outcome.reason });
+    } else fail(outcome.code, outcome.reason);
+    return outcome.code;
+  } finally {
+    process.off('SIGTERM', onTerm);
+    server?.close();
+    await new Promise<void>((done) => log.on('finish', done).end());
+  }
+}
+
+/** Arguments, spec and test hooks; throws a one-line message for anything wrong. */
+function prepare(argv: string[], env: NodeJS.ProcessEnv) {
+  const options = parseWorkerArgs(argv);
+  if (options === 'help') return 'help' as const;
+  const source = specSource(options.spec, env);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(source.text);
+  } catch (error) {
+    throw new Error(`${source.where} is not valid JSON: ${(error as Error).message}`);
+  }
+  const validated = validateTrainerSpec(raw);
+  if (!validated.ok) throw new Error(validated.problem);
+  return { options, spec: validated.spec, poison: parseLossPoison(env[POISON_ENV]) };
+}
+
+function parseWorkerArgs(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      spec: { type: 'string' },
+      'work-dir': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'control-poll-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return 'help' as const;
+  return {
+    spec: values.spec,
+    workDir: resolve(
+      values['work-dir'] ?? process.env.SMOLSTAGE_WORK_DIR ?? join(tmpdir(), 'smolstage-worker'),
+    ),
+    metricsPort: integerOption(values['metrics-port'], 'metrics-port', 9464, -1),
+    controlPollMs: integerOption(values['control-poll-ms'], 'control-poll-ms', 5000, 10),
+  };
+}

@@ -1,0 +1,78 @@
+import { join } from 'node:path';
+import type { TrainerSpec } from '../api/trainer-spec.js';
+import { openDataset, type TokenDataset } from '../data/dataset.js';
+import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../data/locations.js';
+import { heldOutSequences, MixtureSampler, type SamplerState } from '../data/sampler.js';
+import type { SequenceStream } from './engine.js';
+
+export interface TrainingData {
+  datasets: Record<string, TokenDataset>;
+  /** A stream for this stage, continuing from a saved sampler state when given. */
+  stream(state: unknown): SequenceStream;
+  heldOut(): Record<string, Uint32Array>;
+  close(): void;
+}
+
+/** The data layer finds s3:// inputs on SMOLSTAGE_S3_ENDPOINT; by default that is the run's endpoint. */
+export function dataEnvFor(spec: TrainerSpec, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const dataEnv: NodeJS.ProcessEnv = { ...env };
+  if (!dataEnv[S3_ENDPOINT_ENV] && spec.storage.endpoint) dataEnv[S3_ENDPOINT_ENV] = spec.storage.endpoint;
+  if (!dataEnv[S3_REGION_ENV] && spec.storage.region) dataEnv[S3_REGION_ENV] = spec.storage.region;
+  return dataEnv;
+}
+
+/**
+ * Opens the datasets the stage reads (mixture and held-out), copying S3 datasets into
+ * `cacheDir` (verified against their manifests; files already there are reused). S3 datasets
+ * live on the run's S3 endpoint unless SMOLSTAGE_S3_ENDPOINT names another.
+ */
+export async function openTrainingData(
+  spec: TrainerSpec,
+  env: NodeJS.ProcessEnv,
+  cacheDir: string,
+  warn: (message: string) => void,
+): Promise<TrainingData> {
+  const dataEnv = dataEnvFor(spec, env);
+  const names = [...new Set([...Object.keys(spec.mixture), ...spec.evaluation.heldOutLoss])].sort();
+  const datasets: Record<string, TokenDataset> = {};
+  for (const name of names) {
+    const uri = spec.datasets[name]?.uri as string;
+    datasets[name] = await openDataset(uri, { cacheDir: join(cacheDir, 'datasets'), env: dataEnv });
+  }
+  const seqLen = spec.batch.sequenceLength;
+  const sequencesPerStep = spec.batch.globalBatchTokens / seqLen;
+  const plannedSteps = Math.ceil(
+    (spec.budget.stopAtTokens - spec.budget.startTokens) / spec.batch.globalBatchTokens,
+  );
+  return {
+    datasets,
+    stream(state) {
+      const sampler = new MixtureSampler({
+        datasets: Object.fromEntries(Object.keys(spec.mixture).map((n) => [n, datasets[n] as TokenDataset])),
+        weights: spec.mixture,
+        seqLen,
+        seed: spec.seed,
+        stage: spec.stage.name,
+        ...(state === undefined || state === null ? {} : { state: state as SamplerState }),
+        plannedSequences: plannedSteps * sequencesPerStep,
+        onWarning: warn,
+      });
+      return {
+        nextBatch: (n) => sampler.nextBatch(n),
+        state: () => sampler.state(),
+        skip: (n) => sampler.skip(1, n),
+      };
+    },
+    heldOut() {
+      return Object.fromEntries(
+        spec.evaluation.heldOutLoss.map((n) => [
+          n,
+          heldOutSequences(datasets[n] as TokenDataset, seqLen, spec.evaluation.heldOutSequences),
+        ]),
+      );
+    },
+    close() {
+      for (const dataset of Object.values(datasets)) dataset.close();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import type { TrainerSpec } from '../api/trainer-spec.js';
+import type { TrainingEngine } from './engine.js';
+import { BadConfigurationError } from './errors.js';
+
+/**
+ * The native trainer (`@smolstage/trainer-native`) as a TrainingEngine. Imported lazily so
+ * that nothing else in the CLI loads the addon.
+ */
+export async function createNativeEngine(spec: TrainerSpec): Promise<TrainingEngine> {
+  const native = await import('@smolstage/trainer-native');
+  let trainer: Awaited<ReturnType<typeof native.Trainer.create>>;
+  try {
+    trainer = await native.Trainer.create({
+      model: spec.model,
+      optimizer: {
+        beta1: spec.optimizer.betas[0],
+        beta2: spec.optimizer.betas[1],
+        eps: spec.optimizer.eps,
+        weightDecay: spec.optimizer.weightDecay,
+        gradClip: spec.optimizer.gradClip,
+      },
+      schedule: {
+        peakLr: spec.schedule.peakLr,
+        warmupSteps: spec.schedule.warmupSteps,
+        decayStartStep: spec.schedule.decayStartStep ?? -1,
+        decaySteps: spec.schedule.decaySteps,
+        shape: spec.schedule.shape,
+        minLr: spec.schedule.minLr,
+      },
+      seed: spec.seed,
+      threads: spec.threads,
+      backend: spec.backend,
+    });
+  } catch (error) {
+    throw new BadConfigurationError(`the trainer rejected the spec: ${(error as Error).message}`);
+  }
+  return {
+    step: (tokens, shape) => trainer.step(tokens, shape),
+    evalLoss: (tokens, shape) => trainer.evalLoss(tokens, shape),
+    scoreChoices: (context, choices) => trainer.scoreChoices(context, choices),
+    saveState: (dir) => trainer.saveState(dir),
+    loadState: (dir) => trainer.loadState(dir),
+    importHF: (dir) => trainer.importHF(dir),
+    setRopeTheta: (theta) => trainer.setRopeTheta(theta),
+  };
+}

@@ -1,0 +1,48 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TrainerSpec } from '../api/trainer-spec.js';
+import { loadTask, scoreTask } from '../data/eval-task.js';
+import { parseLocation, s3Store } from '../data/locations.js';
+import { loadTokenizer } from '../data/tokenizer.js';
+import { BadConfigurationError } from './errors.js';
+import type { ChoiceTask } from './evaluation.js';
+
+/** Loads the spec's multiple-choice tasks and the tokenizer that turns them into ids. */
+export async function loadChoiceTasks(
+  spec: TrainerSpec,
+  workDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<ChoiceTask[]> {
+  if (spec.evaluation.tasks.length === 0) return [];
+  if (spec.tokenizer === undefined) {
+    throw new BadConfigurationError('evaluation.tasks need tokenizer.uri to turn task text into token ids');
+  }
+  const tokenizer = await loadTokenizer(
+    await localCopy(spec.tokenizer.uri, join(workDir, 'tokenizer.json'), env),
+  );
+  const tasks: ChoiceTask[] = [];
+  for (const { name, uri } of spec.evaluation.tasks) {
+    const items = await loadTask(uri, env);
+    tasks.push({
+      name,
+      async score(scorer) {
+        const result = await scoreTask(items, tokenizer, (context, choices) =>
+          scorer(
+            Uint32Array.from(context),
+            choices.map((c) => Uint32Array.from(c)),
+          ),
+        );
+        return { acc: result.acc, accNorm: result.acc_norm };
+      },
+    });
+  }
+  return tasks;
+}
+
+async function localCopy(uri: string, path: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const location = parseLocation(uri);
+  if (location.kind === 'local') return location.path;
+  await mkdir(join(path, '..'), { recursive: true });
+  await s3Store(location, env, '').getFile(location.prefix, path);
+  return path;
+}

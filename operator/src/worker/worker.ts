@@ -1,0 +1,512 @@
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CONTROL_STOP_VERSION, type StopRequest, stopRequestKey } from '../api/control-request.js';
+import { ExitCode } from '../api/exit-codes.js';
+import type { MetricsRecord } from '../api/metrics-record.js';
+import type { TrainerSpec } from '../api/trainer-spec.js';
+import { DataInputError } from '../data/errors.js';
+import { downloadCheckpoint, restoreNewest } from '../storage/checkpoints.js';
+import { checkAccess, createRunStore, type StoreOptions } from '../storage/factory.js';
+import { metricsKey, parseCheckpointKey } from '../storage/layout.js';
+import { listMetricsSteps, writeMetrics } from '../storage/metrics.js';
+import { ObjectNotFoundError, type ObjectStore, StorageConfigurationError } from '../storage/object-store.js';
+import { describeError } from '../storage/retry.js';
+import {
+  Checkpointer,
+  readWorkerState,
+  type Snapshot,
+  WORKER_STATE_FORMAT,
+  type WorkerState,
+} from './checkpointer.js';
+import { dataEnvFor, openTrainingData, type TrainingData } from './data-setup.js';
+import type { BatchShape, SequenceStream, TrainingEngine } from './engine.js';
+import { BadConfigurationError } from './errors.js';
+import type { ChoiceTask } from './evaluation.js';
+import { Evaluator } from './evaluation.js';
+import { initialLossGuardState, type LossGuardState, observeLoss, stateAfterRewind } from './loss-guard.js';
+import type { WorkerMetrics } from './telemetry.js';
+import { type LossPoison, poisonedLoss } from './test-hooks.js';
+
+export interface WorkerLog {
+  info(message: string, meta?: Record<string, unknown>): void;
+  warn(message: string, meta?: Record<string, unknown>): void;
+  error(message: string, meta?: Record<string, unknown>): void;
+}
+
+export interface WorkerOptions {
+  spec: TrainerSpec;
+  env: NodeJS.ProcessEnv;
+  /** Local scratch: snapshots, restored checkpoints, dataset cache. */
+  workDir: string;
+  log: WorkerLog;
+  metrics: WorkerMetrics;
+  createEngine: (spec: TrainerSpec) => Promise<TrainingEngine>;
+  loadTasks: (spec: TrainerSpec, workDir: string, env: NodeJS.ProcessEnv) => Promise<ChoiceTask[]>;
+  /** How often to look for a stop request. */
+  controlPollMs: number;
+  /** Set to true (by the SIGTERM handler) to checkpoint and exit Preempted. */
+  preemption: { requested: boolean };
+  poison: LossPoison | null;
+  storeOptions?: StoreOptions;
+}
+
+export interface Outcome {
+  code: ExitCode;
+  reason: string;
+}
+
+/** Position of the training loop: what a checkpoint saves besides the trainer's state. */
+interface Position {
+  step: number;
+  tokens: number;
+  sequencesDrawn: number;
+  guard: LossGuardState;
+}
+
+export function specHash(spec: TrainerSpec): string {
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
+}
+
+/** Maps anything thrown before or during training to an exit code. */
+export function classifyFailure(error: unknown): Outcome {
+  if (
+    error instanceof BadConfigurationError ||
+    error instanceof StorageConfigurationError ||
+    error instanceof DataInputError
+  ) {
+    return { code: ExitCode.BadConfiguration, reason: error.message };
+  }
+  return { code: ExitCode.Transient, reason: describeError(error) };
+}
+
+/**
+ * Runs one stage attempt: restore, train, evaluate, checkpoint, obey stop requests and
+ * preemption, guard the loss. Returns the exit code and a one-line reason.
+ */
+export async function runWorker(options: WorkerOptions): Promise<Outcome> {
+  const worker = new Worker(options);
+  try {
+    return await worker.run();
+  } catch (error) {
+    return classifyFailure(error);
+  } finally {
+    await worker.close();
+  }
+}
+
+class Worker {
+  private readonly spec: TrainerSpec;
+  private readonly log: WorkerLog;
+  private readonly shape: BatchShape;
+  private readonly stage: string;
+  private store!: ObjectStore;
+  private data: TrainingData | null = null;
+  private engine!: TrainingEngine;
+  private stream!: SequenceStream;
+  private checkpointer!: Checkpointer;
+  private evaluator!: Evaluator;
+  private position: Position = { step: 0, tokens: 0, sequencesDrawn: 0, guard: initialLossGuardState() };
+  private stopRequest: StopRequest | null = null;
+  private controlTimer: NodeJS.Timeout | null = null;
+  private metricsQueue: Promise<void> = Promise.resolve();
+  private metricsFailure: Error | null = null;
+  private lastRecordStep = -1;
+  private pendingEvents: { type: string; message: string }[] = [];
+  private lastTrain: MetricsRecord['train'] = { loss: Number.NaN, lr: 0, gradNorm: 0, tokPerSec: 0 };
+
+  constructor(private readonly options: WorkerOptions) {
+    this.spec = options.spec;
+    this.log = options.log;
+    this.stage = options.spec.stage.name;
+    const seqLen = this.spec.batch.sequenceLength;
+    this.shape = {
+      batchSize: this.spec.batch.globalBatchTokens / seqLen,
+      microBatchSize: this.spec.batch.microBatchSize,
+      seqLen,
+    };
+  }
+
+  async run(): Promise<Outcome> {
+    const { spec, options } = this;
+    this.store = createRunStore(spec.storage, spec.run, options.env, {
+      logger: this.log,
+      ...options.storeOptions,
+    });
+    await checkAccess(this.store);
+    this.data = await openTrainingData(spec, options.env, options.workDir, (m) => this.log.warn(m));
+    const tasks = await options.loadTasks(spec, options.workDir, dataEnvFor(spec, options.env));
+    this.evaluator = new Evaluator(this.data.heldOut(), tasks, this.shape.seqLen, this.shape.microBatchSize);
+    this.engine = await options.createEngine(spec);
+    this.checkpointer = new Checkpointer(
+      this.store,
+      join(options.workDir, 'snapshots'),
+      spec.checkpoint.keepLast,
+      this.log,
+      (snapshot, uploadMs) => this.onCommitted(snapshot, uploadMs),
+    );
+
+    const restored = await this.restore();
+    if (restored?.final && this.position.tokens >= spec.budget.stopAtTokens) {
+      return {
+        code: ExitCode.Finished,
+        reason: `stage ${this.stage} already finished at step ${this.position.step}`,
+      };
+    }
+    this.engine.setRopeTheta(spec.ropeTheta);
+    this.startControlPolling();
+    return await this.train();
+  }
+
+  /** Restores from this stage's newest good checkpoint, else `resumeFrom`, else initializes. */
+  private async restore(): Promise<WorkerState | null> {
+    const { spec } = this;
+    const restoreDir = join(this.options.workDir, 'restore');
+    await rm(restoreDir, { recursive: true, force: true });
+    const own = await restoreNewest(this.store, this.stage, restoreDir, this.log);
+    if (own !== null) {
+      const state = await readWorkerState(restoreDir);
+      await this.adopt(restoreDir, state);
+      this.log.info('resumed from checkpoint', {
+        checkpoint: own.checkpoint.dir,
+        step: state.step,
+        tokens: state.tokens,
+      });
+      return state;
+    }
+    if (spec.resumeFrom !== null) {
+      const dir = spec.resumeFrom.endsWith('/') ? spec.resumeFrom : `${spec.resumeFrom}/`;
+      const source = parseCheckpointKey(dir);
+      if (source === null)
+        throw new BadConfigurationError(`resumeFrom '${spec.resumeFrom}' is not a checkpoint directory`);
+      try {
+        await downloadCheckpoint(this.store, source, restoreDir);
+      } catch (error) {
+        if (error instanceof ObjectNotFoundError) {
+          throw new BadConfigurationError(
+            `resumeFrom ${dir} has no committed checkpoint in ${this.store.location}`,
+          );
+        }
+        throw error;
+      }
+      const state = await readWorkerState(restoreDir);
+      await this.adopt(restoreDir, state);
+      this.log.info('starting stage from checkpoint', {
+        checkpoint: dir,
+        step: state.step,
+        tokens: state.tokens,
+      });
+      return null;
+    }
+    await this.initialize();
+    return null;
+  }
+
+  /**
+   * Continues from a checkpoint in `dir`, of this stage or (the stage's starting point) of an
+   * earlier one; it becomes the loss guard's rewind point until a newer one commits.
+   */
+  private async adopt(dir: string, saved: WorkerState): Promise<void> {
+    await this.engine.loadState(dir);
+    const sameStage = saved.stage === this.stage;
+    // Another stage's checkpoint: same trainer state and data cursors, this stage's counters start over.
+    const state: WorkerState = sameStage
+      ? saved
+      : { ...saved, sequencesDrawn: 0, lossGuard: initialLossGuardState() };
+    this.position = {
+      step: state.step,
+      tokens: state.tokens,
+      sequencesDrawn: state.sequencesDrawn,
+      guard: state.lossGuard,
+    };
+    this.stream = this.requireData().stream(state.sampler);
+    this.checkpointer.adoptCommitted({ dir, state, stallMs: 0 });
+    if (sameStage) this.options.metrics.lastCheckpointStep.set(state.step);
+  }
+
+  /** A fresh start: new weights (or `initFrom`), step 0 of the run or of this stage. */
+  private async initialize(): Promise<void> {
+    if (this.spec.initFrom !== undefined) {
+      await this.engine.importHF(this.spec.initFrom);
+    }
+    this.position = {
+      step: 0,
+      tokens: this.spec.budget.startTokens,
+      sequencesDrawn: 0,
+      guard: initialLossGuardState(),
+    };
+    this.stream = this.requireData().stream(undefined);
+  }
+
+  private requireData(): TrainingData {
+    if (this.data === null) throw new Error('training data is not open');
+    return this.data;
+  }
+
+  private async train(): Promise<Outcome> {
+    const { spec } = this;
+    const tokensPerStep = spec.batch.globalBatchTokens;
+    for (;;) {
+      const failure = this.checkpointer.failure ?? this.metricsFailure;
+      if (failure !== null) throw failure;
+      if (this.position.tokens >= spec.budget.stopAtTokens) {
+        await this.finalCheckpoint(true);
+        return {
+          code: ExitCode.Finished,
+          reason: `stage ${this.stage} reached ${this.position.tokens} tokens at step ${this.position.step}`,
+        };
+      }
+      const stop = this.stopRequest;
+      if (stop !== null && this.position.step >= stop.stopAtStep) {
+        await this.finalCheckpoint(true);
+        return {
+          code: ExitCode.StoppedOnRequest,
+          reason: `stopped at step ${this.position.step} on request (${stop.reason})`,
+        };
+      }
+      if (this.options.preemption.requested) {
+        await this.finalCheckpoint(false);
+        return {
+          code: ExitCode.Preempted,
+          reason: `preempted; checkpoint committed at step ${this.position.step}`,
+        };
+      }
+
+      const started = performance.now();
+      const firstSequence = this.position.sequencesDrawn;
+      const batch = await this.stream.nextBatch(this.shape.batchSize);
+      const result = await this.engine.step(batch.tokens, this.shape);
+      const step = this.position.step + 1;
+      const seconds = (performance.now() - started) / 1000;
+      const loss = poisonedLoss(result.loss, firstSequence, this.shape.batchSize, this.options.poison);
+      this.position = {
+        ...this.position,
+        step,
+        tokens: this.position.tokens + tokensPerStep,
+        sequencesDrawn: firstSequence + this.shape.batchSize,
+      };
+      this.lastTrain = { loss, lr: result.lr, gradNorm: result.gradNorm, tokPerSec: tokensPerStep / seconds };
+
+      const judged = observeLoss(this.position.guard, loss, step, spec.lossGuard);
+      this.position.guard = judged.state;
+      if (judged.verdict.action === 'fail') {
+        await this.recordFailure(judged.verdict.reason);
+        return { code: ExitCode.LossGuardFailed, reason: judged.verdict.reason };
+      }
+      if (judged.verdict.action === 'rewind') {
+        await this.rewind(judged.verdict.reason, firstSequence);
+        continue;
+      }
+
+      this.log.info('step', {
+        step,
+        tokens: this.position.tokens,
+        loss,
+        lr: result.lr,
+        gradNorm: result.gradNorm,
+        seconds,
+      });
+      const m = this.options.metrics;
+      m.step.set(step);
+      m.tokens.set(this.position.tokens);
+      m.loss.set(loss);
+      m.lr.set(result.lr);
+      m.tokensPerSecond.set(this.lastTrain.tokPerSec);
+
+      if (step % spec.evaluation.everySteps === 0) await this.evaluateAndRecord();
+      if (step % spec.checkpoint.everySteps === 0) await this.checkpoint(false);
+    }
+  }
+
+  private currentState(final: boolean): WorkerState {
+    return {
+      format: WORKER_STATE_FORMAT,
+      stage: this.stage,
+      step: this.position.step,
+      tokens: this.position.tokens,
+      sequencesDrawn: this.position.sequencesDrawn,
+      sampler: this.stream.state(),
+      lossGuard: this.position.guard,
+      specHash: specHash(this.spec),
+      final,
+    };
+  }
+
+  /** Snapshot now, upload in the background. */
+  private async checkpoint(final: boolean): Promise<void> {
+    const snapshot = await this.checkpointer.snapshot(this.engine, this.currentState(final));
+    this.options.metrics.checkpointStall.observe(snapshot.stallMs / 1000);
+    this.log.info('checkpoint snapshot taken', {
+      step: snapshot.state.step,
+      stallMs: Math.round(snapshot.stallMs * 10) / 10,
+      uploadsQueued: this.checkpointer.uploadsInFlight + 1,
+    });
+    this.checkpointer.commit(snapshot);
+  }
+
+  /** The checkpoint an attempt ends with: taken unless this step is already committed, then waited for. */
+  private async finalCheckpoint(final: boolean): Promise<void> {
+    this.stopControlPolling();
+    await this.checkpointer.drain();
+    const latest = this.checkpointer.lastCommitted;
+    const committedHere =
+      latest !== null && latest.state.stage === this.stage && latest.state.step === this.position.step;
+    if (!committedHere) await this.checkpoint(final);
+    await this.checkpointer.drain();
+    if (this.lastRecordStep !== this.position.step && this.position.step > 0) await this.record({});
+    await this.drainMetrics();
+  }
+
+  private onCommitted(snapshot: Snapshot, uploadMs: number): void {
+    this.options.metrics.lastCheckpointStep.set(snapshot.state.step);
+    this.options.metrics.checkpointUpload.observe(uploadMs / 1000);
+    this.log.info('checkpoint committed', {
+      step: snapshot.state.step,
+      final: snapshot.state.final,
+      stallMs: Math.round(snapshot.stallMs * 10) / 10,
+      uploadMs: Math.round(uploadMs),
+    });
+  }
+
+  /** Back to the last committed checkpoint, then past the data drawn since it, spike included. */
+  private async rewind(reason: string, spikeBatchStart: number): Promise<void> {
+    const spikeStep = this.position.step;
+    const drawnThroughSpike = this.position.sequencesDrawn;
+    await this.checkpointer.drain();
+    const target = this.checkpointer.lastCommitted;
+    const guard = this.position.guard;
+    let fromStep: number;
+    let fromSequences: number;
+    if (target === null) {
+      // No checkpoint yet: start over exactly as this attempt did.
+      this.engine = await this.options.createEngine(this.spec);
+      await this.initialize();
+      this.engine.setRopeTheta(this.spec.ropeTheta);
+      fromStep = this.position.step;
+      fromSequences = 0;
+      this.position.guard = stateAfterRewind(initialLossGuardState(), guard);
+    } else {
+      await this.engine.loadState(target.dir);
+      this.engine.setRopeTheta(this.spec.ropeTheta);
+      this.stream = this.requireData().stream(target.state.sampler);
+      fromStep = target.state.step;
+      fromSequences = target.state.sequencesDrawn;
+      this.position = {
+        step: target.state.step,
+        tokens: target.state.tokens,
+        sequencesDrawn: target.state.sequencesDrawn,
+        guard: stateAfterRewind(target.state.lossGuard, guard),
+      };
+    }
+    const skipped = drawnThroughSpike - fromSequences;
+    await this.stream.skip(skipped);
+    this.position.sequencesDrawn = drawnThroughSpike;
+    this.options.metrics.rewinds.inc();
+    const message = `${reason}; rewound to step ${fromStep} and skipped sequences ${fromSequences}-${drawnThroughSpike - 1} (rewind ${guard.rewinds} of at most ${this.spec.lossGuard.maxRewinds})`;
+    this.log.warn('loss guard rewind', {
+      spikeStep,
+      toStep: fromStep,
+      skippedSequences: skipped,
+      spikeBatchStart,
+      reason,
+    });
+    const event = { type: 'LossGuardRewind', message };
+    this.pendingEvents.push(event);
+    await this.writeRecord({ ...this.baseRecord(spikeStep), events: [event] });
+  }
+
+  private async recordFailure(reason: string): Promise<void> {
+    this.stopControlPolling();
+    this.log.error('loss guard failed', { step: this.position.step, reason });
+    await this.checkpointer.drain().catch(() => undefined);
+    await this.drainMetrics().catch(() => undefined);
+    // Records past this step belong to trajectories the guard discarded; the failure must be last.
+    const stale = await listMetricsSteps(this.store, this.stage, this.position.step);
+    await this.store.delete(stale.map((step) => metricsKey(this.stage, step)));
+    await this.writeRecord({
+      ...this.baseRecord(this.position.step),
+      events: [...this.pendingEvents, { type: 'LossGuardFailed', message: reason }],
+      failure: { reason },
+    });
+  }
+
+  private async evaluateAndRecord(): Promise<void> {
+    const evalResults = await this.evaluator.run(this.engine);
+    this.log.info('evaluation', { step: this.position.step, ...evalResults });
+    await this.record(evalResults);
+  }
+
+  private baseRecord(step: number): MetricsRecord {
+    return {
+      step,
+      tokens: this.position.tokens,
+      stage: this.stage,
+      time: new Date().toISOString(),
+      train: { ...this.lastTrain },
+      eval: {},
+    };
+  }
+
+  /** Queues a metrics record for this step (written in the background, in order). */
+  private async record(evalResults: Record<string, number>): Promise<void> {
+    const record: MetricsRecord = { ...this.baseRecord(this.position.step), eval: evalResults };
+    if (this.pendingEvents.length > 0) {
+      record.events = this.pendingEvents;
+      this.pendingEvents = [];
+    }
+    this.lastRecordStep = this.position.step;
+    this.metricsQueue = this.metricsQueue.then(async () => {
+      if (this.metricsFailure !== null) return;
+      try {
+        await writeMetrics(this.store, record);
+      } catch (error) {
+        this.metricsFailure = error instanceof Error ? error : new Error(String(error));
+        this.log.error('metrics record upload failed', {
+          step: record.step,
+          error: this.metricsFailure.message,
+        });
+      }
+    });
+  }
+
+  private async writeRecord(record: MetricsRecord): Promise<void> {
+    await this.drainMetrics();
+    await writeMetrics(this.store, record);
+  }
+
+  private async drainMetrics(): Promise<void> {
+    await this.metricsQueue;
+    if (this.metricsFailure !== null) throw this.metricsFailure;
+  }
+
+  private startControlPolling(): void {
+    const key = stopRequestKey(this.stage);
+    const poll = async () => {
+      try {
+        const request = JSON.parse((await this.store.get(key)).toString('utf8')) as Partial<StopRequest>;
+        if (request.apiVersion !== CONTROL_STOP_VERSION || !Number.isSafeInteger(request.stopAtStep)) {
+          this.log.warn('ignoring malformed stop request', { key });
+        } else if (this.stopRequest?.stopAtStep !== request.stopAtStep) {
+          this.stopRequest = request as StopRequest;
+          this.log.info('stop requested', { stopAtStep: request.stopAtStep, reason: request.reason });
+        }
+      } catch (error) {
+        if (!(error instanceof ObjectNotFoundError)) {
+          this.log.warn('could not read control requests', { error: describeError(error) });
+        }
+      }
+      if (this.controlTimer !== null) this.controlTimer = setTimeout(poll, this.options.controlPollMs);
+    };
+    this.controlTimer = setTimeout(poll, 0);
+  }
+
+  private stopControlPolling(): void {
+    if (this.controlTimer !== null) clearTimeout(this.controlTimer);
+    this.controlTimer = null;
+  }
+
+  async close(): Promise<void> {
+    this.stopControlPolling();
+    this.data?.close();
+  }
+}
