@@ -8,7 +8,12 @@ export interface Command {
   load: () => Promise<{ run: (argv: string[]) => Promise<number> }>;
 }
 
-export const commands: Record<string, Command> = {};
+export const commands: Record<string, Command> = {
+  data: {
+    summary: 'tokenizers, token shards, evaluation tasks, quickstart data',
+    load: () => import('./data.js'),
+  },
+};
 
 export function usage(): string {
   const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);

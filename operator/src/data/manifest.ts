@@ -1,0 +1,138 @@
+/**
+ * The manifest of a prepared dataset: written last, so a dataset without one is unfinished
+ * and no reader uses it. It pins the tokenizer (by content hash), the token dtype, and the
+ * size and sha256 of every shard file so a copy can be verified end to end.
+ */
+import { createHash } from 'node:crypto';
+import { DataInputError } from './errors.js';
+
+export const MANIFEST_FORMAT = 'smolstage.dev/token-shards/v1';
+export const MANIFEST_NAME = 'manifest.json';
+
+export type TokenDtype = 'uint16' | 'uint32';
+
+export interface FileRecord {
+  /** Relative to the dataset root. */
+  path: string;
+  bytes: number;
+  sha256: string;
+}
+
+/**
+ * One shard: a flat little-endian token array (`tokens`: each document followed by EOS) and
+ * its document boundaries (`documents`: uint32 little-endian offsets, one per document plus a
+ * final one equal to the token count; document k spans [offset k, offset k+1), EOS included).
+ */
+export interface ShardRecord {
+  tokens: FileRecord;
+  documents: FileRecord;
+  tokenCount: number;
+  documentCount: number;
+}
+
+export interface SplitRecord {
+  tokens: number;
+  documents: number;
+  shards: ShardRecord[];
+}
+
+export interface SourceRecord {
+  uri: string;
+  format: string;
+  bytes: number;
+  documents: number;
+  tokens: number;
+}
+
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  tokenizer: { hash: string; vocabSize: number; eosId: number; eosToken: string };
+  dtype: TokenDtype;
+  byteOrder: 'little';
+  textField: string;
+  /** Share of documents (by sha256 of their text) held out for validation. */
+  validationFraction: number;
+  tokens: number;
+  documents: number;
+  emptyDocumentsSkipped: number;
+  sources: SourceRecord[];
+  splits: { train: SplitRecord; validation: SplitRecord };
+}
+
+export function dtypeForVocab(vocabSize: number): TokenDtype {
+  return vocabSize <= 65535 ? 'uint16' : 'uint32';
+}
+
+export function bytesPerToken(dtype: TokenDtype): number {
+  return dtype === 'uint16' ? 2 : 4;
+}
+
+export function sha256(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Checks shape and internal consistency; `where` names the manifest in errors. */
+export function parseManifest(text: string, where: string): Manifest {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new DataInputError(
+      `${where} is not valid JSON (${(error as Error).message}); re-run \`smolstage data prepare\``,
+    );
+  }
+  const manifest = value as Manifest;
+  if (manifest?.format !== MANIFEST_FORMAT) {
+    throw new DataInputError(
+      `${where} is not a smolstage dataset manifest (format ${JSON.stringify(manifest?.format)}, expected ${MANIFEST_FORMAT}); point at a directory written by \`smolstage data prepare\``,
+    );
+  }
+  if (manifest.dtype !== 'uint16' && manifest.dtype !== 'uint32') {
+    throw new DataInputError(
+      `${where} has unknown dtype ${JSON.stringify(manifest.dtype)}; re-run \`smolstage data prepare\``,
+    );
+  }
+  for (const name of ['train', 'validation'] as const) {
+    const split = manifest.splits?.[name];
+    if (split === undefined || !Array.isArray(split.shards)) {
+      throw new DataInputError(`${where} lacks the ${name} split; re-run \`smolstage data prepare\``);
+    }
+    const tokens = split.shards.reduce((sum, s) => sum + s.tokenCount, 0);
+    const documents = split.shards.reduce((sum, s) => sum + s.documentCount, 0);
+    if (tokens !== split.tokens || documents !== split.documents) {
+      throw new DataInputError(
+        `${where}: the ${name} split's totals disagree with its shards; the manifest was edited or corrupted — re-run \`smolstage data prepare\``,
+      );
+    }
+    for (const shard of split.shards) {
+      if (shard.tokens.bytes !== shard.tokenCount * bytesPerToken(manifest.dtype)) {
+        throw new DataInputError(
+          `${where}: ${shard.tokens.path} size disagrees with its token count; re-run \`smolstage data prepare\``,
+        );
+      }
+    }
+  }
+  return manifest;
+}
+
+/** Fails when a dataset was tokenized with a different tokenizer than the run uses. */
+export function checkTokenizer(
+  manifest: Manifest,
+  where: string,
+  tokenizer: { hash: string },
+  tokenizerWhere: string,
+): void {
+  if (manifest.tokenizer.hash !== tokenizer.hash) {
+    throw new DataInputError(
+      `${where} was tokenized with a different tokenizer (hash ${manifest.tokenizer.hash.slice(0, 12)}…) than ${tokenizerWhere} (hash ${tokenizer.hash.slice(0, 12)}…); ` +
+        're-run `smolstage data prepare` with this tokenizer, or train with the tokenizer the dataset was prepared with',
+    );
+  }
+}
+
+export function allFiles(manifest: Manifest): FileRecord[] {
+  return [...manifest.splits.train.shards, ...manifest.splits.validation.shards].flatMap((s) => [
+    s.tokens,
+    s.documents,
+  ]);
+}
