@@ -13,6 +13,7 @@ export const commands: Record<string, Command> = {
     summary: 'tokenizers, token shards, evaluation tasks, quickstart data',
     load: () => import('./data.js'),
   },
+  worker: { summary: 'train one stage attempt from a trainer spec (the trainer pod)', load: () => import('./worker.js') },
 };
 
 export function usage(): string {
