@@ -1,0 +1,86 @@
+/**
+ * Promotion policy: should a running stage end now, and why. Without conditions a stage ends
+ * when its token budget is consumed. With anyOf/allOf it ends as soon as the conditions hold
+ * (each counting only after its afterTokens), or when the cap (maxTokens, default the budget)
+ * is consumed anyway — and the decision then says the conditions were not met.
+ */
+import { formatTokens, tokensOf } from '../api/quantity.js';
+import { type MetricObservation, type PromotionReason, Reason, type StageTemplate } from '../api/types.js';
+import { describeComparison, describeObservation, holds, observe } from './metric-comparison.js';
+
+export interface PromotionInput {
+  stage: StageTemplate;
+  /** Tokens trained in this stage so far. */
+  trainedTokens: number;
+  /** Latest value of every metric observed in this stage. */
+  latest: Record<string, number>;
+}
+
+export type PromotionVerdict =
+  | { promote: false }
+  | { promote: true; reason: PromotionReason; message: string; observations: MetricObservation[] };
+
+/** Tokens after which the stage stops by itself (the worker's stop budget). */
+export function stageTokenCap(stage: StageTemplate): number {
+  const hasConditions = (stage.promotion?.anyOf ?? stage.promotion?.allOf ?? []).length > 0;
+  return hasConditions && stage.promotion?.maxTokens !== undefined
+    ? tokensOf(stage.promotion.maxTokens)
+    : tokensOf(stage.tokens);
+}
+
+export function decidePromotion({ stage, trainedTokens, latest }: PromotionInput): PromotionVerdict {
+  const budget = tokensOf(stage.tokens);
+  const mode =
+    stage.promotion?.anyOf !== undefined ? 'anyOf' : stage.promotion?.allOf !== undefined ? 'allOf' : null;
+  const conditions = stage.promotion?.anyOf ?? stage.promotion?.allOf ?? [];
+  if (mode === null || conditions.length === 0) {
+    if (trainedTokens < budget) return { promote: false };
+    return {
+      promote: true,
+      reason: Reason.TokenBudgetReached,
+      message: `${stage.name} trained its budget of ${formatTokens(budget)} tokens`,
+      observations: [],
+    };
+  }
+
+  const evaluated = conditions.map((c) => {
+    const observation = observe(c, latest);
+    const effective = trainedTokens >= tokensOf(c.afterTokens ?? 0);
+    return { condition: c, observation, counts: effective && observation !== null && holds(observation) };
+  });
+  const met = mode === 'anyOf' ? evaluated.some((e) => e.counts) : evaluated.every((e) => e.counts);
+  if (met) {
+    const observations = evaluated.filter((e) => e.counts).map((e) => e.observation as MetricObservation);
+    return {
+      promote: true,
+      reason: Reason.MetricThresholdMet,
+      message: `${stage.name}: ${observations.map(describeObservation).join(mode === 'anyOf' ? ' or ' : ' and ')} after ${formatTokens(trainedTokens)} tokens`,
+      observations,
+    };
+  }
+
+  const cap = stageTokenCap(stage);
+  if (trainedTokens < cap) return { promote: false };
+  const observations = evaluated.flatMap((e) => (e.observation === null ? [] : [e.observation]));
+  const unmet = evaluated
+    .filter((e) => !e.counts)
+    .map((e) =>
+      e.observation === null
+        ? `${describeComparison(e.condition)} (no value yet)`
+        : `${describeComparison(e.condition)} (latest ${Number(e.observation.value.toPrecision(4))})`,
+    );
+  return {
+    promote: true,
+    reason: Reason.MaxTokensReached,
+    message: `${stage.name} reached its cap of ${formatTokens(cap)} tokens without ${unmet.join(mode === 'anyOf' ? ' or ' : ' and ')}; promoting anyway`,
+    observations,
+  };
+}
+
+/** What decides the promotion, for `kubectl get stages`. */
+export function decidingMetric(stage: StageTemplate): string {
+  const conditions = stage.promotion?.anyOf ?? stage.promotion?.allOf ?? [];
+  if (conditions.length === 0) return `tokens ≥ ${formatTokens(tokensOf(stage.tokens))}`;
+  const joiner = stage.promotion?.anyOf !== undefined ? ' or ' : ' and ';
+  return `${conditions.map(describeComparison).join(joiner)} (cap ${formatTokens(stageTokenCap(stage))})`;
+}

@@ -1,0 +1,66 @@
+/**
+ * The one WSD learning-rate schedule of a run, laid out in absolute optimizer steps across
+ * stages: linear warmup, constant, then decay from the first step of `decay.startsAtStage`
+ * over the planned steps of the stages from startsAtStage through endsAtStage. Steps and
+ * tokens convert exactly because globalBatchTokens is constant for the run.
+ */
+import type { DefaultedSpec } from '../api/defaults.js';
+import { tokensOf } from '../api/quantity.js';
+import type { ScheduleSpec } from '../api/trainer-spec.js';
+import type { StageTemplate } from '../api/types.js';
+
+export function stepsForTokens(tokens: number, globalBatchTokens: number): number {
+  return Math.ceil(tokens / globalBatchTokens);
+}
+
+export interface SchedulePosition {
+  spec: DefaultedSpec;
+  /** The stages in run order (templates or Stage specs: whatever is authoritative). */
+  stages: StageTemplate[];
+  /** Index of the stage being rendered and its first step. */
+  stageIndex: number;
+  stageStartStep: number;
+  /** First steps of stages that have already started, by name. */
+  startedAt: Record<string, number>;
+}
+
+export function scheduleFor(p: SchedulePosition): ScheduleSpec {
+  const { spec, stages } = p;
+  const decay = spec.schedule.decay;
+  const base = { peakLr: spec.optimizer.lr, warmupSteps: spec.schedule.warmupSteps };
+  if (decay === undefined) {
+    return { ...base, decayStartStep: null, decaySteps: 0, shape: 'linear', minLr: spec.optimizer.lr };
+  }
+  const steps = (s: StageTemplate) => stepsForTokens(tokensOf(s.tokens), spec.batch.globalBatchTokens);
+  const first = stages.findIndex((s) => s.name === decay.startsAtStage);
+  const last = stages.findIndex((s) => s.name === (decay.endsAtStage ?? decay.startsAtStage));
+  if (first < 0 || last < first)
+    throw new Error('decay stages not found (validation should have rejected the run)');
+
+  const decayStage = stages[first] as StageTemplate;
+  let decayStartStep = p.startedAt[decayStage.name];
+  if (decayStartStep === undefined) {
+    // Not started yet: plan from the stage being rendered (or from step 0 when it lies after).
+    const from = p.stageIndex <= first ? p.stageIndex : 0;
+    const fromStep = p.stageIndex <= first ? p.stageStartStep : 0;
+    decayStartStep = fromStep + stages.slice(from, first).reduce((sum, s) => sum + steps(s), 0);
+  }
+  const decaySteps = stages.slice(first, last + 1).reduce((sum, s) => sum + steps(s), 0);
+  return { ...base, decayStartStep, decaySteps, shape: decay.shape, minLr: decay.minLr };
+}
+
+/** Learning rate at an absolute step (0-based) under a schedule. */
+export function learningRateAt(s: ScheduleSpec, step: number): number {
+  if (step < s.warmupSteps) return (s.peakLr * (step + 1)) / s.warmupSteps;
+  if (s.decayStartStep === null || step < s.decayStartStep) return s.peakLr;
+  const progress = s.decaySteps <= 0 ? 1 : Math.min(1, (step - s.decayStartStep) / s.decaySteps);
+  const span = s.peakLr - s.minLr;
+  switch (s.shape) {
+    case 'linear':
+      return s.peakLr - span * progress;
+    case 'cosine':
+      return s.minLr + span * 0.5 * (1 + Math.cos(Math.PI * progress));
+    case '1-sqrt':
+      return s.minLr + span * (1 - Math.sqrt(progress));
+  }
+}

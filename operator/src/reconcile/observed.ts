@@ -1,0 +1,80 @@
+/**
+ * What the reconcile core sees and what it asks for. Drivers (kube, local) build `Observed`
+ * from their caches and the object store, then apply `Decision.actions` in order — every action
+ * is idempotent (creating what exists is success) — and finally write `Decision.runStatus` as
+ * ONE status write when it differs from the observed status.
+ */
+import type { V1ConfigMap, V1Job, V1Service } from '@kubernetes/client-node';
+import type { StopRequest } from '../api/control-request.js';
+import type { TrainerSpec } from '../api/trainer-spec.js';
+import type { MetricsSummary, Stage, StageStatus, TrainingRun, TrainingRunStatus } from '../api/types.js';
+
+export type JobPhase = 'Pending' | 'Running' | 'Suspended' | 'Succeeded' | 'Failed';
+
+/** A Job of the run, reduced to what decisions need (see summarizeJob). */
+export interface ObservedJob {
+  name: string;
+  stage: string;
+  attempt: number;
+  phase: JobPhase;
+  /** Worker exit code of a failed Job, when the failure says it. */
+  exitCode?: number;
+  /** Job condition reason of a failed Job (PodFailurePolicy, BackoffLimitExceeded, ...). */
+  failureReason?: string;
+  failureMessage?: string;
+  /** True when the operator suspended it because the run was suspended. */
+  suspendedByRun: boolean;
+  finishedAt?: string;
+}
+
+/** A committed checkpoint as listed in the object store. */
+export interface ObservedCheckpoint {
+  step: number;
+  /** Run-relative directory, e.g. `checkpoints/stage1/step-000001000/`. */
+  dir: string;
+}
+
+export interface Observed {
+  run: TrainingRun;
+  /** Stage objects owned by the run (any order). */
+  stages: Stage[];
+  jobs: ObservedJob[];
+  /** Metrics summary per stage name (from the object store, extended incrementally). */
+  metrics: Record<string, MetricsSummary>;
+  /** Committed checkpoints per stage name, oldest first. */
+  checkpoints: Record<string, ObservedCheckpoint[]>;
+  /** Current time, ISO 8601. */
+  now: string;
+}
+
+export type Action =
+  | { type: 'createStage'; stage: Stage }
+  | { type: 'updateStageStatus'; name: string; status: StageStatus }
+  | {
+      type: 'createJob';
+      stage: string;
+      attempt: number;
+      spec: TrainerSpec;
+      /** Create in this order: ConfigMap, Service (multi-node only), Job. */
+      configMap: V1ConfigMap;
+      service?: V1Service;
+      job: V1Job;
+    }
+  | { type: 'deleteJob'; name: string; reason: string }
+  | { type: 'setJobSuspended'; name: string; suspended: boolean }
+  | { type: 'writeControl'; stage: string; key: string; request: StopRequest }
+  | {
+      type: 'emitEvent';
+      regarding: { kind: 'TrainingRun' | 'Stage'; name: string };
+      eventType: 'Normal' | 'Warning';
+      reason: string;
+      message: string;
+    };
+
+export interface Decision {
+  /** The run's complete new status (one write; skip it when equal to the observed status). */
+  runStatus: TrainingRunStatus;
+  actions: Action[];
+  /** Reconcile again after this many seconds even without events (retry backoff, metric polling). */
+  requeueAfterSeconds?: number;
+}

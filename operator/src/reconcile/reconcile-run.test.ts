@@ -1,0 +1,410 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { aRun, aStage, stageOf } from '../api/test-builders.js';
+import type { MetricsSummary, Stage, StageStatus, TrainingRun } from '../api/types.js';
+import type { Action, Observed, ObservedCheckpoint, ObservedJob } from './observed.js';
+import { reconcileRun } from './reconcile-run.js';
+
+const NOW = '2026-01-01T00:10:00.000Z';
+
+/** Observed state builder: `observe(run).stage(0, status).job(...).build()`. */
+class ObservedBuilder {
+  private readonly o: Observed;
+  constructor(run: TrainingRun) {
+    this.o = {
+      run,
+      stages: run.spec.stages.map((_, i) => stageOf(run, i)),
+      jobs: [],
+      metrics: {},
+      checkpoints: {},
+      now: NOW,
+    };
+  }
+  noStages(): this {
+    this.o.stages = [];
+    return this;
+  }
+  stage(index: number, status: StageStatus): this {
+    (this.o.stages[index] as Stage).status = status;
+    return this;
+  }
+  job(stage: string, attempt: number, phase: ObservedJob['phase'], extra: Partial<ObservedJob> = {}): this {
+    this.o.jobs.push({
+      name: `${this.o.run.metadata.name}-${stage}-a${attempt}`,
+      stage,
+      attempt,
+      phase,
+      suspendedByRun: false,
+      ...extra,
+    });
+    return this;
+  }
+  metrics(stage: string, lastStep: number, latest: Record<string, number>): this {
+    const summary: MetricsSummary = {
+      records: 1,
+      lastStep,
+      lastTokens: lastStep * 1024,
+      latest,
+      best: latest,
+    };
+    this.o.metrics[stage] = summary;
+    return this;
+  }
+  checkpoints(stage: string, ...steps: number[]): this {
+    this.o.checkpoints[stage] = steps.map(
+      (step): ObservedCheckpoint => ({
+        step,
+        dir: `checkpoints/${stage}/step-${String(step).padStart(9, '0')}/`,
+      }),
+    );
+    return this;
+  }
+  build(): Observed {
+    return this.o;
+  }
+}
+const observe = (run: TrainingRun) => new ObservedBuilder(run);
+
+const types = (actions: Action[]) =>
+  actions.map((a) => (a.type === 'emitEvent' ? `event:${a.reason}` : a.type));
+const stageStatus = (actions: Action[], name: string) =>
+  actions.find(
+    (a): a is Extract<Action, { type: 'updateStageStatus' }> =>
+      a.type === 'updateStageStatus' && a.name === name,
+  )?.status;
+const createdJob = (actions: Action[]) =>
+  actions.find((a): a is Extract<Action, { type: 'createJob' }> => a.type === 'createJob');
+const condition = (d: ReturnType<typeof reconcileRun>, type: string) =>
+  d.runStatus.conditions?.find((c) => c.type === type);
+
+// Three stages at 1024 tokens/step: s1 10 steps, s2 10 steps (metric rule), s3 adjusts its mixture.
+const threeStages = () =>
+  aRun()
+    .withStages(
+      aStage('s1').tokens(10240),
+      aStage('s2')
+        .tokens(10240)
+        .promotion({
+          anyOf: [{ metric: 'eval.arc.acc', atLeast: 0.3, afterTokens: 2048 }],
+          maxTokens: 20480,
+        }),
+      aStage('s3')
+        .tokens(4096)
+        .mixture({ web: 0.5, code: 0.25, math: 0.25 })
+        .with({ adjust: [{ when: { metric: 'eval.math.loss', above: 2 }, scale: { math: 2 } }] }),
+    )
+    .build();
+
+const running = (attempt = 1, extra: StageStatus = {}): StageStatus => ({
+  phase: 'Running',
+  attempt,
+  jobName: `run-s1-a${attempt}`,
+  startTokens: 0,
+  startStep: 0,
+  effectiveMixture: { code: 0.3, web: 0.7 },
+  ...extra,
+});
+
+describe('reconcileRun', () => {
+  it('materializes one Stage per template, owned by the run, and launches nothing yet', () => {
+    const d = reconcileRun(observe(threeStages()).noStages().build());
+    assert.deepEqual(types(d.actions), ['createStage', 'createStage', 'createStage']);
+    const first = d.actions[0] as Extract<Action, { type: 'createStage' }>;
+    assert.equal(first.stage.metadata.name, 'run-s1');
+    assert.equal(first.stage.metadata.ownerReferences?.[0]?.uid, 'uid-run');
+    assert.equal(first.stage.spec.index, 0);
+    assert.equal(d.runStatus.phase, 'Pending');
+  });
+
+  it('launches attempt 1 of the first stage with a fully resolved spec', () => {
+    const d = reconcileRun(observe(threeStages()).build());
+    const job = createdJob(d.actions);
+    assert.ok(job);
+    assert.equal(job.job.metadata?.name, 'run-s1-a1');
+    assert.deepEqual(job.spec.budget, { startTokens: 0, stopAtTokens: 10240 });
+    assert.equal(job.spec.resumeFrom, null);
+    assert.deepEqual(job.spec.mixture, { code: 0.3, web: 0.7 });
+    assert.equal(stageStatus(d.actions, 'run-s1')?.phase, 'Running');
+    assert.ok(types(d.actions).includes('event:StageStarted'));
+    assert.equal(d.runStatus.phase, 'Running');
+  });
+
+  it('does not create a duplicate Job after a restart that lost the status write (adopts the newest attempt)', () => {
+    const d = reconcileRun(observe(threeStages()).job('s1', 1, 'Running').build());
+    assert.equal(createdJob(d.actions), undefined);
+    assert.equal(stageStatus(d.actions, 'run-s1')?.jobName, 'run-s1-a1');
+  });
+
+  it('a running Job and no news: nothing to do, and nothing to write the second time', () => {
+    const o = observe(threeStages())
+      .stage(0, running())
+      .job('s1', 1, 'Running')
+      .metrics('s1', 3, { 'train.loss': 4 })
+      .build();
+    const d = reconcileRun(o);
+    assert.deepEqual(types(d.actions), ['updateStageStatus', 'updateStageStatus', 'updateStageStatus']);
+    assert.match(condition(d, 'Progressing')?.message ?? '', /s1 at 30\.00% of 10\.24K tokens/);
+    for (const stage of o.stages) stage.status = stageStatus(d.actions, stage.metadata.name) ?? stage.status;
+    o.run.status = d.runStatus;
+    assert.deepEqual(reconcileRun(o).actions, []);
+  });
+
+  it('token-budget promotion: Job succeeded → stage Completed, next stage starts from its checkpoint', () => {
+    const o = observe(threeStages())
+      .stage(0, running())
+      .job('s1', 1, 'Succeeded')
+      .metrics('s1', 10, { 'train.loss': 3 })
+      .checkpoints('s1', 5, 10)
+      .build();
+    const d = reconcileRun(o);
+    const s1 = stageStatus(d.actions, 'run-s1');
+    assert.equal(s1?.phase, 'Completed');
+    assert.equal(s1?.decision?.reason, 'TokenBudgetReached');
+    assert.deepEqual(s1?.endCheckpoint, { step: 10, tokens: 10240, path: 'checkpoints/s1/step-000000010' });
+    const job = createdJob(d.actions);
+    assert.equal(job?.job.metadata?.name, 'run-s2-a1');
+    assert.equal(job?.spec.resumeFrom, 'checkpoints/s1/step-000000010');
+    assert.deepEqual(job?.spec.budget, { startTokens: 10240, stopAtTokens: 10240 + 20480 });
+    assert.deepEqual(
+      d.runStatus.promotions?.map((p) => [p.from, p.to, p.reason]),
+      [['s1', 's2', 'TokenBudgetReached']],
+    );
+    assert.equal(condition(d, 'Promoted')?.reason, 'TokenBudgetReached');
+    assert.ok(types(d.actions).includes('event:TokenBudgetReached'));
+  });
+
+  it('waits for the final committed checkpoint before completing a stage', () => {
+    const d = reconcileRun(observe(threeStages()).stage(0, running()).job('s1', 1, 'Succeeded').build());
+    assert.equal(createdJob(d.actions), undefined);
+    assert.equal(condition(d, 'Progressing')?.reason, 'WaitingForCheckpoint');
+  });
+
+  const s2Running = (extra: StageStatus = {}): StageStatus => ({
+    phase: 'Running',
+    attempt: 1,
+    jobName: 'run-s2-a1',
+    startTokens: 10240,
+    startStep: 10,
+    resumeFrom: 'checkpoints/s1/step-000000010',
+    effectiveMixture: { code: 0.3, web: 0.7 },
+    ...extra,
+  });
+  const s1Done: StageStatus = {
+    phase: 'Completed',
+    startTokens: 0,
+    startStep: 0,
+    endCheckpoint: { step: 10, tokens: 10240, path: 'checkpoints/s1/step-000000010' },
+    metrics: { records: 1, lastStep: 10, lastTokens: 10240, latest: { 'eval.math.loss': 2.5 }, best: {} },
+  };
+
+  it('metric threshold before afterTokens: keeps training', () => {
+    const o = observe(threeStages())
+      .stage(0, s1Done)
+      .stage(1, s2Running())
+      .job('s2', 1, 'Running')
+      .metrics('s2', 11, { 'eval.arc.acc': 0.9 })
+      .build();
+    const d = reconcileRun(o);
+    assert.equal(stageStatus(d.actions, 'run-s2')?.phase, 'Running');
+    assert.ok(!types(d.actions).includes('writeControl'));
+  });
+
+  it('metric threshold met: records the decision, asks the worker to stop, run is Promoting', () => {
+    const o = observe(threeStages())
+      .stage(0, s1Done)
+      .stage(1, s2Running())
+      .job('s2', 1, 'Running')
+      .metrics('s2', 13, { 'eval.arc.acc': 0.31 })
+      .build();
+    const d = reconcileRun(o);
+    const s2 = stageStatus(d.actions, 'run-s2');
+    assert.equal(s2?.phase, 'Stopping');
+    assert.equal(s2?.decision?.reason, 'MetricThresholdMet');
+    assert.deepEqual(s2?.decision?.observations, [
+      { metric: 'eval.arc.acc', value: 0.31, comparator: 'atLeast', threshold: 0.3 },
+    ]);
+    const control = d.actions.find((a) => a.type === 'writeControl');
+    assert.deepEqual(control?.type === 'writeControl' && [control.key, control.request.stopAtStep], [
+      'control/stop-s2.json',
+      13,
+    ]);
+    assert.equal(d.runStatus.phase, 'Promoting');
+  });
+
+  it('after the stop (exit 3): completes with the recorded decision and adjusts the next mixture', () => {
+    const decision = {
+      reason: 'MetricThresholdMet' as const,
+      message: 's2: eval.arc.acc = 0.31 (≥ 0.3)',
+      atStep: 13,
+      atTokens: 13312,
+      observations: [],
+      decidedAt: NOW,
+    };
+    const o = observe(threeStages())
+      .stage(0, s1Done)
+      .stage(1, s2Running({ phase: 'Stopping', decision, stopRequestedAtStep: 13 }))
+      .job('s2', 1, 'Failed', { exitCode: 3, failureReason: 'PodFailurePolicy' })
+      .metrics('s2', 14, { 'eval.arc.acc': 0.31, 'eval.math.loss': 2.4 })
+      .checkpoints('s2', 14)
+      .build();
+    const d = reconcileRun(o);
+    assert.equal(stageStatus(d.actions, 'run-s2')?.phase, 'Completed');
+    assert.equal(stageStatus(d.actions, 'run-s2')?.decision?.atStep, 14);
+    const s3 = stageStatus(d.actions, 'run-s3');
+    assert.deepEqual(s3?.effectiveMixture, { code: 0.2, math: 0.4, web: 0.4 });
+    assert.equal(s3?.adjustments?.[0]?.trigger.value, 2.4);
+    assert.ok(types(d.actions).includes('event:MixtureAdjusted'));
+    assert.equal(createdJob(d.actions)?.spec.resumeFrom, 'checkpoints/s2/step-000000014');
+  });
+
+  it('maxTokens: the worker finished its cap without the metric → MaxTokensReached', () => {
+    const o = observe(threeStages())
+      .stage(0, s1Done)
+      .stage(1, s2Running())
+      .job('s2', 1, 'Succeeded')
+      .metrics('s2', 30, { 'eval.arc.acc': 0.1 })
+      .checkpoints('s2', 30)
+      .build();
+    const s2 = stageStatus(reconcileRun(o).actions, 'run-s2');
+    assert.equal(s2?.decision?.reason, 'MaxTokensReached');
+    assert.match(s2?.decision?.message ?? '', /promoting anyway/);
+  });
+
+  it('the last stage completing makes the run Succeeded and says export is not implemented', () => {
+    const done = (stage: string, step: number): StageStatus => ({
+      phase: 'Completed',
+      startTokens: 0,
+      endCheckpoint: { step, tokens: step * 1024, path: `checkpoints/${stage}/step-${step}` },
+    });
+    const o = observe(threeStages())
+      .stage(0, done('s1', 10))
+      .stage(1, done('s2', 20))
+      .stage(2, { ...running(1), jobName: 'run-s3-a1', startTokens: 20480, startStep: 20 })
+      .job('s3', 1, 'Succeeded')
+      .checkpoints('s3', 24)
+      .build();
+    const d = reconcileRun(o);
+    assert.equal(d.runStatus.phase, 'Succeeded');
+    assert.equal(d.runStatus.export?.phase, 'NotImplemented');
+    assert.deepEqual(d.runStatus.promotions?.at(-1)?.to, undefined);
+  });
+
+  const failedJob = (code: number | undefined, finishedAt = '2026-01-01T00:00:00.000Z') =>
+    observe(threeStages())
+      .stage(0, running())
+      .job('s1', 1, 'Failed', {
+        ...(code !== undefined ? { exitCode: code } : {}),
+        failureReason: 'BackoffLimitExceeded',
+        finishedAt,
+      });
+
+  it('transient failure: waits for the backoff, then starts attempt 2', () => {
+    const waiting = reconcileRun(failedJob(1, '2026-01-01T00:09:50.000Z').build());
+    assert.equal(waiting.requeueAfterSeconds, 20);
+    assert.equal(condition(waiting, 'Progressing')?.reason, 'RetryBackoff');
+    assert.equal(createdJob(waiting.actions), undefined);
+
+    const d = reconcileRun(failedJob(1).build());
+    assert.equal(createdJob(d.actions)?.job.metadata?.name, 'run-s1-a2');
+    assert.equal(stageStatus(d.actions, 'run-s1')?.failedAttempts, 1);
+  });
+
+  it('retries exhausted → Failed with BackoffLimitExceeded', () => {
+    const run = threeStages();
+    run.spec.trainer.maxRetries = 1;
+    const o = observe(run)
+      .stage(0, running(2))
+      .job('s1', 1, 'Failed', { exitCode: 1 })
+      .job('s1', 2, 'Failed', { exitCode: 1 })
+      .build();
+    const d = reconcileRun(o);
+    assert.equal(d.runStatus.phase, 'Failed');
+    assert.equal(condition(d, 'Failed')?.reason, 'BackoffLimitExceeded');
+    assert.equal(createdJob(d.actions), undefined);
+  });
+
+  for (const [code, reason] of [
+    [2, 'BadConfiguration'],
+    [5, 'LossGuardFailed'],
+  ] as const) {
+    it(`exit code ${code} is not retried: Failed with ${reason}`, () => {
+      const d = reconcileRun(failedJob(code).build());
+      assert.equal(d.runStatus.phase, 'Failed');
+      assert.equal(condition(d, 'Failed')?.reason, reason);
+      assert.equal(createdJob(d.actions), undefined);
+    });
+  }
+
+  it('suspend: suspends the running Job; resume unsuspends only a Job the run suspended', () => {
+    const suspended = threeStages();
+    suspended.spec.suspend = true;
+    const d = reconcileRun(observe(suspended).stage(0, running()).job('s1', 1, 'Running').build());
+    assert.deepEqual(
+      d.actions.find((a) => a.type === 'setJobSuspended'),
+      { type: 'setJobSuspended', name: 'run-s1-a1', suspended: true },
+    );
+    assert.equal(d.runStatus.phase, 'Suspended');
+    assert.equal(condition(d, 'Suspended')?.status, 'True');
+
+    const resumed = reconcileRun(
+      observe(threeStages()).stage(0, running()).job('s1', 1, 'Suspended', { suspendedByRun: true }).build(),
+    );
+    assert.deepEqual(
+      resumed.actions.find((a) => a.type === 'setJobSuspended'),
+      { type: 'setJobSuspended', name: 'run-s1-a1', suspended: false },
+    );
+    const kueueHeld = reconcileRun(
+      observe(threeStages()).stage(0, running()).job('s1', 1, 'Suspended').build(),
+    );
+    assert.equal(
+      kueueHeld.actions.find((a) => a.type === 'setJobSuspended'),
+      undefined,
+    );
+  });
+
+  it('a suspended run does not start its first stage', () => {
+    const d = reconcileRun(observe(aRun().suspended().build()).build());
+    assert.equal(createdJob(d.actions), undefined);
+    assert.equal(d.runStatus.phase, 'Suspended');
+  });
+
+  it('invalid spec: Ready=False with the reasons, no actions but one Warning event, never a throw', () => {
+    const run = aRun().withStages(aStage('s1').tokens('1.5')).build();
+    const d = reconcileRun(observe(run).build());
+    assert.equal(condition(d, 'Ready')?.status, 'False');
+    assert.equal(condition(d, 'Ready')?.reason, 'InvalidSpec');
+    assert.match(condition(d, 'Ready')?.message ?? '', /not a whole number of tokens/);
+    assert.deepEqual(types(d.actions), ['event:InvalidSpec']);
+  });
+
+  it('a user-edited Stage that has not started is used, and validated', () => {
+    const run = threeStages();
+    const o = observe(run).stage(0, running()).job('s1', 1, 'Succeeded').checkpoints('s1', 10).build();
+    (o.stages[1] as Stage).spec.mixture = { math: 1 };
+    assert.deepEqual(createdJob(reconcileRun(o).actions)?.spec.mixture, { math: 1 });
+    (o.stages[1] as Stage).spec.mixture = { nope: 1 };
+    const d = reconcileRun(o);
+    assert.equal(condition(d, 'Ready')?.reason, 'InvalidSpec');
+    assert.match(condition(d, 'Ready')?.message ?? '', /undeclared datasets nope/);
+  });
+
+  it('startFrom: branches from the newest checkpoint at least tokensBeforeEnd before the origin ends', () => {
+    const run = aRun()
+      .withStages(
+        aStage('a').tokens(10240),
+        aStage('b')
+          .tokens(4096)
+          .with({ startFrom: { stage: 'a', tokensBeforeEnd: 3072 }, sequenceLength: 128 }),
+      )
+      .build();
+    const o = observe(run)
+      .stage(0, running(1, { jobName: 'run-a-a1' }))
+      .job('a', 1, 'Succeeded')
+      .checkpoints('a', 4, 6, 8, 10)
+      .build();
+    const job = createdJob(reconcileRun(o).actions);
+    assert.equal(job?.spec.resumeFrom, 'checkpoints/a/step-000000006');
+    assert.equal(job?.spec.budget.startTokens, 6 * 1024);
+    assert.equal(job?.spec.batch.sequenceLength, 128);
+  });
+});

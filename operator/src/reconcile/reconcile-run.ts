@@ -1,0 +1,676 @@
+/**
+ * The reconcile core: observed state of one TrainingRun → the status it should have and the
+ * actions that move it forward. Pure and deterministic: everything (attempt numbers, Job
+ * names, the start point and mixture of a stage, promotion decisions) is derived from the
+ * observed objects, the object store's checkpoints and metrics, and what earlier reconciles
+ * recorded in status, so a restarted operator repeats nothing and duplicates nothing.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { CONTROL_STOP_VERSION, stopRequestKey } from '../api/control-request.js';
+import { type DefaultedSpec, withDefaults } from '../api/defaults.js';
+import { ExitCode } from '../api/exit-codes.js';
+import { formatTokens, tokensOf } from '../api/quantity.js';
+import {
+  ConditionType as C,
+  type CheckpointRef,
+  type Condition,
+  type ConditionType,
+  jobName,
+  type MetricsSummary,
+  type PromotionDecision,
+  type PromotionRecord,
+  Reason,
+  type RunPhase,
+  type Stage,
+  type StageSpec,
+  type StageStatus,
+  stageObjectName,
+  type TrainingRunStatus,
+} from '../api/types.js';
+import { stageProblems, validateRun } from '../api/validate.js';
+import { adjustMixture } from '../policy/mixture.js';
+import { decidePromotion, decidingMetric, stageTokenCap } from '../policy/promotion.js';
+import { renderTrainerSpec } from '../policy/render-trainer-spec.js';
+import type { Action, Decision, Observed, ObservedJob } from './observed.js';
+import { labelsFor, ownerReference, renderAttempt } from './render-job.js';
+
+export function reconcileRun(o: Observed): Decision {
+  return new RunReconciler(o).reconcile();
+}
+
+type Step = 'next' | 'stop';
+
+class RunReconciler {
+  private readonly actions: Action[] = [];
+  private readonly status: TrainingRunStatus;
+  private readonly stageStatus = new Map<string, StageStatus>();
+  private stages: Stage[] = [];
+  private spec!: DefaultedSpec;
+  private requeueAfterSeconds: number | undefined;
+  private progress: { reason: string; message: string; status?: Condition['status'] } | undefined;
+  private failure: { reason: string; message: string } | undefined;
+
+  constructor(private readonly o: Observed) {
+    this.status = structuredClone(o.run.status ?? {});
+  }
+
+  private get run() {
+    return this.o.run;
+  }
+
+  reconcile(): Decision {
+    const generation = this.run.metadata.generation;
+    this.status.observedGeneration = generation;
+    const problems = validateRun(this.run);
+    if (problems.length > 0) return this.invalid(problems);
+    this.spec = withDefaults(this.run.spec);
+
+    const byName = new Map(this.o.stages.map((s) => [s.spec.name, s]));
+    const missing = this.spec.stages.filter((t) => !byName.has(t.name));
+    if (missing.length > 0) {
+      for (const [index, template] of this.spec.stages.entries()) {
+        if (byName.has(template.name)) continue;
+        this.actions.push({ type: 'createStage', stage: this.stageObject(index) });
+      }
+      this.status.phase ??= 'Pending';
+      this.setReady();
+      this.progress = { reason: Reason.StagesCreated, message: `created ${missing.length} Stage object(s)` };
+      return this.finish();
+    }
+    this.stages = this.spec.stages.map((t) => byName.get(t.name) as Stage);
+    const stageErrors = this.stages
+      .filter((s) => (s.status?.phase ?? 'Pending') === 'Pending')
+      .flatMap((s) => stageProblems(s.spec, `Stage ${s.metadata.name} spec`, this.run.spec));
+    if (stageErrors.length > 0) return this.invalid(stageErrors);
+    this.setReady();
+
+    for (const stage of this.stages) this.stageStatus.set(stage.spec.name, this.observeStage(stage));
+    for (let index = 0; index < this.stages.length; index++) {
+      const phase = this.statusOf(index).phase ?? 'Pending';
+      if (phase === 'Completed') continue;
+      if (phase === 'Failed') break;
+      if (this.advance(index) === 'stop') break;
+    }
+    return this.finish();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // One stage
+
+  private advance(index: number): Step {
+    const status = this.statusOf(index);
+    if ((status.phase ?? 'Pending') === 'Pending') return this.start(index);
+    const stage = this.stageSpec(index);
+    const job = this.o.jobs.find((j) => j.name === status.jobName);
+    if (job === undefined) {
+      // Just created and not in the cache yet, or deleted by someone: (re)create it — creating
+      // an existing Job is a no-op for the driver.
+      this.launch(index, status.attempt ?? 1);
+      this.progress = {
+        reason: Reason.StageRunning,
+        message: `${stage.name}: waiting for Job ${status.jobName}`,
+      };
+      return 'stop';
+    }
+    if (job.phase === 'Succeeded' || (job.phase === 'Failed' && job.exitCode === ExitCode.StoppedOnRequest)) {
+      return this.complete(index, job);
+    }
+    if (job.phase === 'Failed') return this.failed(index, job);
+
+    this.handleSuspension(job);
+    if (status.phase === 'Running' && job.phase === 'Running' && status.decision === undefined) {
+      const verdict = decidePromotion({
+        stage,
+        trainedTokens: this.trainedTokens(index),
+        latest: status.metrics?.latest ?? {},
+      });
+      if (verdict.promote && verdict.reason === Reason.MetricThresholdMet) {
+        status.decision = this.decision(index, verdict);
+        status.decidingMetric = verdict.message;
+        status.phase = 'Stopping';
+        status.stopRequestedAtStep = status.metrics?.lastStep ?? 0;
+        this.event(
+          'Stage',
+          index,
+          'Normal',
+          Reason.StopRequested,
+          `${verdict.message}; asked the worker to stop at a checkpoint`,
+        );
+      }
+    }
+    if (status.phase === 'Stopping') {
+      this.actions.push({
+        type: 'writeControl',
+        stage: stage.name,
+        key: stopRequestKey(stage.name),
+        request: {
+          apiVersion: CONTROL_STOP_VERSION,
+          stopAtStep: status.stopRequestedAtStep ?? 0,
+          reason: status.decision?.message ?? 'promotion',
+          requestedAt: status.decision?.decidedAt ?? this.o.now,
+        },
+      });
+      this.progress = {
+        reason: Reason.StageStopping,
+        message: `${stage.name}: stopping at a checkpoint to promote`,
+      };
+    } else {
+      const cap = stageTokenCap(stage);
+      const percent = Math.min(100, (100 * this.trainedTokens(index)) / cap);
+      this.progress = {
+        reason: Reason.StageRunning,
+        message: `${stage.name} at ${percent.toFixed(2)}% of ${formatTokens(cap)} tokens (attempt ${status.attempt})`,
+      };
+    }
+    return 'stop';
+  }
+
+  private start(index: number): Step {
+    const stage = this.stageSpec(index);
+    if (this.spec.suspend) return 'stop';
+    const origin = this.startPoint(index);
+    if (origin === null) return 'stop';
+    const latest: Record<string, number> = {};
+    for (let i = 0; i < index; i++) Object.assign(latest, this.statusOf(i).metrics?.latest);
+    const adjusted = adjustMixture(stage.mixture, stage.adjust ?? [], latest, stage.mixtureBounds);
+    // After a lost status write the Job may already exist: adopt the newest attempt.
+    const attempt = Math.max(1, ...this.jobsOf(stage.name).map((j) => j.attempt));
+    const status = this.statusOf(index);
+    Object.assign(status, {
+      phase: 'Running',
+      attempt,
+      failedAttempts: 0,
+      jobName: jobName(this.run.metadata.name, stage.name, attempt),
+      startTokens: origin.tokens,
+      startStep: origin.step,
+      effectiveMixture: adjusted.mixture,
+      adjustments: adjusted.changes,
+      decidingMetric: decidingMetric(stage),
+      startedAt: this.o.now,
+    } satisfies StageStatus);
+    if (origin.path !== null) status.resumeFrom = origin.path;
+    this.launch(index, attempt);
+    this.event('Stage', index, 'Normal', Reason.StageStarted, this.startMessage(index, origin));
+    if (adjusted.changes.length > 0) {
+      const changes = adjusted.changes
+        .map(
+          (c) =>
+            `${c.action} ${c.dataset} ${c.action === 'scale' ? '×' : c.action === 'add' ? '+' : '='}${c.operand} because ${c.trigger.metric} = ${Number(c.trigger.value.toPrecision(4))}`,
+        )
+        .join('; ');
+      this.event(
+        'Stage',
+        index,
+        'Normal',
+        Reason.MixtureAdjusted,
+        `${stage.name}: ${changes} → ${JSON.stringify(adjusted.mixture)}`,
+      );
+    }
+    this.progress = { reason: Reason.StageRunning, message: `${stage.name} started (attempt ${attempt})` };
+    return 'stop';
+  }
+
+  private startMessage(index: number, origin: { tokens: number; path: string | null }): string {
+    const stage = this.stageSpec(index);
+    const from = origin.path === null ? 'from scratch' : `from ${origin.path}`;
+    return `${stage.name} started ${from} at ${formatTokens(origin.tokens)} tokens`;
+  }
+
+  /** Where a stage starts: fresh, the previous stage's end, or a checkpoint of its startFrom stage. */
+  private startPoint(index: number): { tokens: number; step: number; path: string | null } | null {
+    if (index === 0) return { tokens: 0, step: 0, path: null };
+    const stage = this.stageSpec(index);
+    const branch = stage.startFrom;
+    if (branch === undefined) {
+      const end = this.statusOf(index - 1).endCheckpoint;
+      if (end === undefined) return null;
+      return { tokens: end.tokens, step: end.step, path: end.path };
+    }
+    const originIndex = this.stages.findIndex((s) => s.spec.name === branch.stage);
+    const end = this.statusOf(originIndex).endCheckpoint;
+    if (end === undefined) return null;
+    const target = end.tokens - tokensOf(branch.tokensBeforeEnd ?? 0);
+    const candidates = this.checkpointsOf(branch.stage).filter((c) => c.tokens <= target);
+    const chosen = candidates[candidates.length - 1];
+    if (chosen === undefined) {
+      this.failStage(
+        index,
+        Reason.NoResumeCheckpoint,
+        `${stage.name}: ${branch.stage} has no committed checkpoint at or before ${formatTokens(target)} tokens (retention may have removed it; raise spec.checkpoint.keepLast)`,
+      );
+      return null;
+    }
+    return { tokens: chosen.tokens, step: chosen.step, path: chosen.path };
+  }
+
+  private launch(index: number, attempt: number): void {
+    const stage = this.stageSpec(index);
+    const status = this.statusOf(index);
+    const startedAt: Record<string, number> = {};
+    this.stages.forEach((s, i) => {
+      const started = this.statusOf(i);
+      if (started.startStep !== undefined && started.phase !== 'Pending')
+        startedAt[s.spec.name] = started.startStep;
+    });
+    const spec = renderTrainerSpec({
+      namespace: this.run.metadata.namespace ?? 'default',
+      runName: this.run.metadata.name,
+      spec: this.spec,
+      stages: this.stages.map((s) => s.spec),
+      stageIndex: index,
+      attempt,
+      startTokens: status.startTokens ?? 0,
+      startStep: status.startStep ?? 0,
+      resumeFrom: status.resumeFrom ?? null,
+      mixture: status.effectiveMixture ?? {},
+      startedAt,
+    });
+    const objects = renderAttempt(this.run, this.spec, spec);
+    if (this.o.jobs.some((j) => j.name === objects.job.metadata?.name)) return;
+    this.actions.push({ type: 'createJob', stage: stage.name, attempt, spec, ...objects });
+  }
+
+  private complete(index: number, job: ObservedJob): Step {
+    const stage = this.stageSpec(index);
+    const status = this.statusOf(index);
+    const end = this.checkpointsOf(stage.name).at(-1);
+    if (end === undefined) {
+      this.progress = {
+        reason: Reason.WaitingForCheckpoint,
+        message: `${stage.name}: Job ${job.name} ended; waiting for its final committed checkpoint`,
+      };
+      return 'stop';
+    }
+    if (status.decision === undefined) {
+      // The worker stops by itself only at its token cap, so the cap counts as reached.
+      const trained = Math.max(
+        this.trainedTokens(index),
+        end.tokens - (status.startTokens ?? 0),
+        stageTokenCap(stage),
+      );
+      const verdict = decidePromotion({
+        stage,
+        trainedTokens: trained,
+        latest: status.metrics?.latest ?? {},
+      });
+      if (!verdict.promote) throw new Error('a stage at its token cap is always promoted');
+      status.decision = this.decision(index, verdict);
+    }
+    const decision = status.decision;
+    decision.atStep = end.step;
+    decision.atTokens = end.tokens;
+    Object.assign(status, {
+      phase: 'Completed',
+      endCheckpoint: end,
+      completedAt: this.o.now,
+      decidingMetric: decision.reason === Reason.MetricThresholdMet ? decision.message : decision.reason,
+      message: decision.message,
+    } satisfies StageStatus);
+    const next = this.stages[index + 1]?.spec.name;
+    const record: PromotionRecord = {
+      from: stage.name,
+      ...(next !== undefined ? { to: next } : {}),
+      reason: decision.reason,
+      atTokens: end.tokens,
+      message: decision.message,
+      time: this.o.now,
+    };
+    this.status.promotions = [...(this.status.promotions ?? []).filter((p) => p.from !== stage.name), record];
+    const arrow = next === undefined ? `${stage.name} completed` : `${stage.name} → ${next}`;
+    this.event(
+      'TrainingRun',
+      index,
+      'Normal',
+      decision.reason,
+      `${arrow} at ${formatTokens(end.tokens)} tokens: ${decision.message}`,
+    );
+    return 'next';
+  }
+
+  private failed(index: number, job: ObservedJob): Step {
+    const stage = this.stageSpec(index);
+    const status = this.statusOf(index);
+    const code = job.exitCode;
+    const detail = job.failureMessage ?? job.failureReason ?? 'the Job failed';
+    if (code === ExitCode.BadConfiguration || code === ExitCode.LossGuardFailed) {
+      const reason = code === ExitCode.BadConfiguration ? Reason.BadConfiguration : Reason.LossGuardFailed;
+      this.recordFailure(index, job, reason, detail);
+      this.failStage(
+        index,
+        reason,
+        `${stage.name}: attempt ${job.attempt} exited with code ${code} (${reason}, not retried): ${detail}`,
+      );
+      return 'stop';
+    }
+    const failures = Math.max(
+      status.failedAttempts ?? 0,
+      this.jobsOf(stage.name).filter((j) => j.phase === 'Failed' && j.exitCode !== ExitCode.StoppedOnRequest)
+        .length,
+    );
+    status.failedAttempts = failures;
+    this.recordFailure(index, job, Reason.JobFailed, detail);
+    if (failures > this.spec.trainer.maxRetries) {
+      this.failStage(
+        index,
+        Reason.BackoffLimitExceeded,
+        `${stage.name}: ${failures} failed attempts exceed spec.trainer.maxRetries ${this.spec.trainer.maxRetries}; last: ${detail}`,
+      );
+      return 'stop';
+    }
+    const delay = Math.min(
+      this.spec.trainer.retryBackoffSeconds * 2 ** (failures - 1),
+      this.spec.trainer.maxRetryBackoffSeconds,
+    );
+    const finished = Date.parse(job.finishedAt ?? this.o.now);
+    const wait = Math.ceil((finished + delay * 1000 - Date.parse(this.o.now)) / 1000);
+    if (wait > 0) {
+      this.requeueAfterSeconds = wait;
+      this.progress = {
+        reason: Reason.RetryBackoff,
+        message: `${stage.name}: attempt ${job.attempt} failed (${detail}); retrying in ${wait}s`,
+      };
+      return 'stop';
+    }
+    const attempt = job.attempt + 1;
+    status.attempt = attempt;
+    status.jobName = jobName(this.run.metadata.name, stage.name, attempt);
+    this.launch(index, attempt);
+    this.event(
+      'Stage',
+      index,
+      'Warning',
+      Reason.RetryScheduled,
+      `${stage.name}: attempt ${job.attempt} failed (${detail}); started attempt ${attempt}`,
+    );
+    this.progress = { reason: Reason.StageRunning, message: `${stage.name}: retrying (attempt ${attempt})` };
+    return 'stop';
+  }
+
+  private handleSuspension(job: ObservedJob): void {
+    if (this.spec.suspend && job.phase !== 'Suspended') {
+      this.actions.push({ type: 'setJobSuspended', name: job.name, suspended: true });
+    } else if (!this.spec.suspend && job.phase === 'Suspended' && job.suspendedByRun) {
+      this.actions.push({ type: 'setJobSuspended', name: job.name, suspended: false });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Status helpers
+
+  private observeStage(stage: Stage): StageStatus {
+    const status: StageStatus = structuredClone(stage.status ?? {});
+    status.phase ??= 'Pending';
+    status.observedGeneration = stage.metadata.generation;
+    status.decidingMetric ??= decidingMetric(stage.spec);
+    const metrics: MetricsSummary | undefined = this.o.metrics[stage.spec.name];
+    if (metrics !== undefined && metrics.records > 0) {
+      status.metrics = metrics;
+      status.step = metrics.lastStep;
+    }
+    const last = this.checkpointsOf(stage.spec.name).at(-1);
+    if (last !== undefined) status.lastCheckpoint = last;
+    if (status.phase !== 'Pending') {
+      const reached = Math.max(
+        status.metrics?.lastTokens ?? 0,
+        (status.phase === 'Completed' ? status.endCheckpoint : last)?.tokens ?? 0,
+      );
+      const trained = Math.max(0, reached - (status.startTokens ?? 0));
+      status.tokenCount = trained;
+      status.tokens = formatTokens(trained);
+    }
+    return status;
+  }
+
+  private trainedTokens(index: number): number {
+    return this.statusOf(index).tokenCount ?? 0;
+  }
+
+  private decision(
+    index: number,
+    verdict: Extract<ReturnType<typeof decidePromotion>, { promote: true }>,
+  ): PromotionDecision {
+    const status = this.statusOf(index);
+    return {
+      reason: verdict.reason,
+      message: verdict.message,
+      atStep: status.metrics?.lastStep ?? 0,
+      atTokens: status.metrics?.lastTokens ?? 0,
+      observations: verdict.observations,
+      decidedAt: this.o.now,
+    };
+  }
+
+  private recordFailure(index: number, job: ObservedJob, reason: string, message: string): void {
+    this.statusOf(index).lastFailure = {
+      attempt: job.attempt,
+      reason,
+      ...(job.exitCode !== undefined ? { exitCode: job.exitCode } : {}),
+      message,
+      at: job.finishedAt ?? this.o.now,
+    };
+  }
+
+  private failStage(index: number, reason: string, message: string): void {
+    const status = this.statusOf(index);
+    status.phase = 'Failed';
+    status.completedAt = this.o.now;
+    status.message = message;
+    this.failure = { reason, message };
+    this.event('Stage', index, 'Warning', reason, message);
+  }
+
+  private invalid(problems: string[]): Decision {
+    const message = problems.join('; ');
+    const before = this.condition(C.Ready);
+    this.setCondition(C.Ready, 'False', Reason.InvalidSpec, message);
+    if (before?.status !== 'False' || before.message !== message) {
+      this.actions.push({
+        type: 'emitEvent',
+        regarding: { kind: 'TrainingRun', name: this.run.metadata.name },
+        eventType: 'Warning',
+        reason: Reason.InvalidSpec,
+        message,
+      });
+    }
+    this.status.phase ??= 'Pending';
+    this.status.message = `invalid spec: ${message}`;
+    return { runStatus: this.status, actions: this.actions };
+  }
+
+  private setReady(): void {
+    this.setCondition(C.Ready, 'True', Reason.SpecValid, 'the spec is valid');
+  }
+
+  private finish(): Decision {
+    const phases = this.stages.map((_, i) => this.statusOf(i).phase ?? 'Pending');
+    const activeIndex = phases.findIndex((p) => p !== 'Completed');
+    const failed = phases.includes('Failed');
+    const succeeded = this.stages.length > 0 && activeIndex < 0;
+    let phase: RunPhase = 'Pending';
+    if (failed) phase = 'Failed';
+    else if (succeeded) phase = 'Succeeded';
+    else if (this.spec?.suspend) phase = 'Suspended';
+    else if (activeIndex >= 0 && phases[activeIndex] === 'Stopping') phase = 'Promoting';
+    else if (activeIndex >= 0 && phases[activeIndex] === 'Running') phase = 'Running';
+    this.status.phase = this.stages.length === 0 ? (this.status.phase ?? 'Pending') : phase;
+
+    if (this.stages.length > 0) this.summarizeProgress(succeeded ? this.stages.length - 1 : activeIndex);
+    this.setConditions(phase, succeeded);
+
+    for (const stage of this.stages) {
+      const status = this.stageStatus.get(stage.spec.name) as StageStatus;
+      if (!isDeepStrictEqual(status, stage.status ?? {})) {
+        this.actions.push({ type: 'updateStageStatus', name: stage.metadata.name, status });
+      }
+    }
+    return {
+      runStatus: this.status,
+      actions: this.actions,
+      ...(this.requeueAfterSeconds !== undefined ? { requeueAfterSeconds: this.requeueAfterSeconds } : {}),
+    };
+  }
+
+  private summarizeProgress(index: number): void {
+    const stage = this.stages[index] as Stage;
+    const status = this.statusOf(index);
+    this.status.currentStage = stage.spec.name;
+    this.status.currentStageIndex = index;
+    let newest: CheckpointRef | undefined;
+    let loss: number | undefined;
+    let step: number | undefined;
+    let tokens = 0;
+    for (let i = 0; i <= index; i++) {
+      const s = this.statusOf(i);
+      const checkpoint = s.lastCheckpoint;
+      if (checkpoint !== undefined && (newest === undefined || checkpoint.tokens >= newest.tokens))
+        newest = checkpoint;
+      if (s.metrics?.latest['train.loss'] !== undefined) loss = s.metrics.latest['train.loss'];
+      if (s.step !== undefined) step = s.step;
+      tokens = Math.max(tokens, (s.startTokens ?? 0) + (s.tokenCount ?? 0));
+    }
+    if (status.phase === 'Pending' && index > 0)
+      tokens = this.statusOf(index - 1).endCheckpoint?.tokens ?? tokens;
+    this.status.tokenCount = tokens;
+    this.status.tokens = formatTokens(tokens);
+    if (step !== undefined) this.status.step = step;
+    if (loss !== undefined) this.status.loss = loss;
+    if (newest !== undefined) {
+      const storage = this.spec.storage;
+      const prefix = storage.prefix.replace(/^\/+|\/+$/g, '');
+      const root = [prefix, this.run.metadata.namespace ?? 'default', this.run.metadata.name]
+        .filter((p) => p !== '')
+        .join('/');
+      this.status.lastCheckpoint = `s3://${storage.bucket}/${root}/${newest.path}/`;
+    }
+  }
+
+  private setConditions(phase: RunPhase, succeeded: boolean): void {
+    const promotions = this.status.promotions ?? [];
+    const last = promotions.at(-1);
+    if (last === undefined)
+      this.setCondition(C.Promoted, 'False', Reason.NotYetPromoted, 'no stage has been promoted yet');
+    else
+      this.setCondition(
+        C.Promoted,
+        'True',
+        last.reason,
+        `${last.from}${last.to ? ` → ${last.to}` : ' completed'}: ${last.message}`,
+      );
+
+    if (this.spec.suspend)
+      this.setCondition(
+        C.Suspended,
+        'True',
+        Reason.SuspendRequested,
+        'spec.suspend is true: pods stop after a checkpoint',
+      );
+    else this.setCondition(C.Suspended, 'False', Reason.NotSuspended, 'the run is not suspended');
+
+    if (this.failure !== undefined || phase === 'Failed') {
+      const failure = this.failure ?? {
+        reason: this.condition(C.Failed)?.reason ?? Reason.JobFailed,
+        message: this.condition(C.Failed)?.message ?? 'a stage failed',
+      };
+      this.setCondition(C.Failed, 'True', failure.reason, failure.message);
+      this.setCondition(C.Progressing, 'False', failure.reason, failure.message);
+      this.status.message = failure.message;
+      return;
+    }
+    this.setCondition(C.Failed, 'False', Reason.NoFailure, 'no failure');
+    if (succeeded) {
+      const final = this.status.lastCheckpoint ?? 'the last stage checkpoint';
+      this.status.export = {
+        phase: 'NotImplemented',
+        message: `Hugging Face export is not implemented yet (a later issue); the final checkpoint is ${final}`,
+      };
+      this.setCondition(C.Progressing, 'False', Reason.RunSucceeded, 'every stage completed');
+      this.status.message = 'every stage completed; export not implemented yet';
+      return;
+    }
+    if (phase === 'Suspended') {
+      this.setCondition(C.Progressing, 'False', Reason.SuspendRequested, 'suspended');
+      this.status.message = 'suspended';
+      return;
+    }
+    const progress = this.progress ?? { reason: Reason.StageRunning, message: 'waiting' };
+    this.setCondition(C.Progressing, progress.status ?? 'True', progress.reason, progress.message);
+    this.status.message = progress.message;
+  }
+
+  private condition(type: ConditionType): Condition | undefined {
+    return this.status.conditions?.find((c) => c.type === type);
+  }
+
+  /** Sets a condition; lastTransitionTime changes only when the status does. */
+  private setCondition(
+    type: ConditionType,
+    status: Condition['status'],
+    reason: string,
+    message: string,
+  ): void {
+    const previous = this.condition(type);
+    const next: Condition = {
+      type,
+      status,
+      reason,
+      message,
+      lastTransitionTime:
+        previous !== undefined && previous.status === status ? previous.lastTransitionTime : this.o.now,
+      ...(this.run.metadata.generation !== undefined
+        ? { observedGeneration: this.run.metadata.generation }
+        : {}),
+    };
+    this.status.conditions = [...(this.status.conditions ?? []).filter((c) => c.type !== type), next];
+  }
+
+  private event(
+    kind: 'TrainingRun' | 'Stage',
+    index: number,
+    eventType: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+  ): void {
+    const name =
+      kind === 'TrainingRun' ? this.run.metadata.name : (this.stages[index] as Stage).metadata.name;
+    this.actions.push({ type: 'emitEvent', regarding: { kind, name }, eventType, reason, message });
+  }
+
+  private statusOf(index: number): StageStatus {
+    const stage = this.stages[index] as Stage;
+    return this.stageStatus.get(stage.spec.name) as StageStatus;
+  }
+
+  private stageSpec(index: number): StageSpec {
+    return (this.stages[index] as Stage).spec;
+  }
+
+  private jobsOf(stage: string): ObservedJob[] {
+    return this.o.jobs.filter((j) => j.stage === stage);
+  }
+
+  private checkpointsOf(stage: string): CheckpointRef[] {
+    return (this.o.checkpoints[stage] ?? [])
+      .map((c) => ({
+        step: c.step,
+        tokens: c.step * this.spec.batch.globalBatchTokens,
+        path: c.dir.replace(/\/+$/, ''),
+      }))
+      .sort((a, b) => a.step - b.step);
+  }
+
+  private stageObject(index: number): Stage {
+    const template = this.spec.stages[index];
+    if (template === undefined) throw new Error(`no stage template ${index}`);
+    return {
+      apiVersion: this.run.apiVersion,
+      kind: 'Stage',
+      metadata: {
+        name: stageObjectName(this.run.metadata.name, template.name),
+        ...(this.run.metadata.namespace !== undefined ? { namespace: this.run.metadata.namespace } : {}),
+        labels: labelsFor(this.run.metadata.name, template.name),
+        ownerReferences: [ownerReference(this.run)],
+      },
+      spec: { ...structuredClone(template), runName: this.run.metadata.name, index },
+    };
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * Kubernetes objects of one stage attempt, as pure functions: the trainer spec in a ConfigMap,
+ * a headless Service for multi-node rendezvous, and an Indexed batch/v1 Job with one pod per
+ * node. The pod runs as non-root with a read-only root filesystem (scratch on an emptyDir),
+ * gets S3 credentials only through secretKeyRef, and its exit codes map onto a podFailurePolicy.
+ */
+import type {
+  V1ConfigMap,
+  V1EnvVar,
+  V1Job,
+  V1OwnerReference,
+  V1PodFailurePolicyRule,
+  V1Service,
+} from '@kubernetes/client-node';
+import type { DefaultedSpec } from '../api/defaults.js';
+import { ExitCode } from '../api/exit-codes.js';
+import type { TrainerSpec } from '../api/trainer-spec.js';
+import { Annotations, API_VERSION, jobName, Labels, MANAGED_BY, type TrainingRun } from '../api/types.js';
+import type { ObservedJob } from './observed.js';
+
+export const TRAINER_CONTAINER = 'trainer';
+export const SPEC_FILE = 'trainer-spec.json';
+export const SPEC_MOUNT = '/etc/smolstage';
+export const SCRATCH_MOUNT = '/scratch';
+export const RENDEZVOUS_PORT = 29500;
+const KUEUE_QUEUE_LABEL = 'kueue.x-k8s.io/queue-name';
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+export interface AttemptObjects {
+  configMap: V1ConfigMap;
+  service?: V1Service;
+  job: V1Job;
+}
+
+export function labelsFor(run: string, stage: string, attempt?: number): Record<string, string> {
+  const labels: Record<string, string> = {
+    [Labels.run]: run,
+    [Labels.stage]: stage,
+    [Labels.managedBy]: MANAGED_BY,
+  };
+  if (attempt !== undefined) labels[Labels.attempt] = String(attempt);
+  for (const [key, value] of Object.entries(labels)) {
+    if (value.length > 63 || !LABEL_VALUE.test(value))
+      throw new Error(`label ${key}='${value}' is not a valid label value`);
+  }
+  return labels;
+}
+
+export function ownerReference(run: TrainingRun): V1OwnerReference {
+  if (run.metadata.uid === undefined) throw new Error(`run ${run.metadata.name} has no uid yet`);
+  return {
+    apiVersion: API_VERSION,
+    kind: 'TrainingRun',
+    name: run.metadata.name,
+    uid: run.metadata.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+export function renderAttempt(
+  run: TrainingRun,
+  spec: DefaultedSpec,
+  trainerSpec: TrainerSpec,
+): AttemptObjects {
+  const stage = trainerSpec.stage.name;
+  const attempt = trainerSpec.stage.attempt;
+  const name = jobName(run.metadata.name, stage, attempt);
+  const namespace = run.metadata.namespace;
+  const labels = labelsFor(run.metadata.name, stage, attempt);
+  const metadata = { name, namespace, labels, ownerReferences: [ownerReference(run)] };
+  const trainer = spec.trainer;
+  const multiNode = trainer.nodes > 1;
+
+  const configMap: V1ConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata,
+    data: { [SPEC_FILE]: `${JSON.stringify(trainerSpec, null, 2)}\n` },
+  };
+
+  const service: V1Service | undefined = multiNode
+    ? {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata,
+        spec: {
+          clusterIP: 'None',
+          publishNotReadyAddresses: true,
+          selector: labels,
+          ports: [{ name: 'rendezvous', port: RENDEZVOUS_PORT, targetPort: RENDEZVOUS_PORT }],
+        },
+      }
+    : undefined;
+
+  const credentials = spec.storage.credentialsSecret;
+  const env: V1EnvVar[] = [
+    { name: 'SMOLSTAGE_SPEC', value: `${SPEC_MOUNT}/${SPEC_FILE}` },
+    {
+      name: 'SMOLSTAGE_S3_ACCESS_KEY',
+      valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.accessKeyKey } },
+    },
+    {
+      name: 'SMOLSTAGE_S3_SECRET_KEY',
+      valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.secretKeyKey } },
+    },
+    { name: 'SMOLSTAGE_NUM_NODES', value: String(trainer.nodes) },
+    { name: 'SMOLSTAGE_GPUS_PER_NODE', value: String(trainer.gpusPerNode) },
+    { name: 'HOME', value: SCRATCH_MOUNT },
+    { name: 'TMPDIR', value: `${SCRATCH_MOUNT}/tmp` },
+    { name: 'SMOLSTAGE_CACHE', value: `${SCRATCH_MOUNT}/cache` },
+  ];
+  if (multiNode) {
+    env.push(
+      { name: 'SMOLSTAGE_MASTER_ADDR', value: `${name}-0.${name}.${namespace}.svc` },
+      { name: 'SMOLSTAGE_MASTER_PORT', value: String(RENDEZVOUS_PORT) },
+    );
+  }
+
+  const limits: Record<string, string> = { ...trainer.resources?.limits };
+  const requests: Record<string, string> = { ...trainer.resources?.requests };
+  if (trainer.gpusPerNode > 0) {
+    limits['nvidia.com/gpu'] = String(trainer.gpusPerNode);
+    requests['nvidia.com/gpu'] = String(trainer.gpusPerNode);
+  }
+
+  const exitRule = (code: number, action: 'FailJob' | 'Ignore'): V1PodFailurePolicyRule => ({
+    action,
+    onExitCodes: { containerName: TRAINER_CONTAINER, operator: 'In', values: [code] },
+  });
+
+  const jobLabels =
+    trainer.queueName === undefined ? labels : { ...labels, [KUEUE_QUEUE_LABEL]: trainer.queueName };
+  const job: V1Job = {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { ...metadata, labels: jobLabels },
+    spec: {
+      completionMode: 'Indexed',
+      completions: trainer.nodes,
+      parallelism: trainer.nodes,
+      // Retries are stage attempts decided by the operator (new Job, backoff, run-level limit).
+      backoffLimit: 0,
+      podReplacementPolicy: 'Failed',
+      // With Kueue the Job waits suspended until admitted; Kueue owns unsuspending it.
+      suspend: trainer.queueName !== undefined,
+      podFailurePolicy: {
+        rules: [
+          exitRule(ExitCode.BadConfiguration, 'FailJob'),
+          exitRule(ExitCode.LossGuardFailed, 'FailJob'),
+          // Ends the Job at once; the operator reads the code and completes the stage.
+          exitRule(ExitCode.StoppedOnRequest, 'FailJob'),
+          // A checkpoint was committed before exiting: the replacement pod resumes from it.
+          exitRule(ExitCode.Preempted, 'Ignore'),
+          { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
+        ],
+      },
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: 'Never',
+          ...(multiNode ? { subdomain: name } : {}),
+          ...(trainer.serviceAccountName !== undefined
+            ? { serviceAccountName: trainer.serviceAccountName }
+            : {}),
+          automountServiceAccountToken: false,
+          terminationGracePeriodSeconds: trainer.terminationGracePeriodSeconds,
+          ...(trainer.priorityClassName !== undefined
+            ? { priorityClassName: trainer.priorityClassName }
+            : {}),
+          ...(trainer.nodeSelector !== undefined ? { nodeSelector: trainer.nodeSelector } : {}),
+          ...(trainer.tolerations !== undefined ? { tolerations: trainer.tolerations } : {}),
+          ...(trainer.imagePullSecrets !== undefined
+            ? { imagePullSecrets: trainer.imagePullSecrets.map((n) => ({ name: n })) }
+            : {}),
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
+            fsGroup: 65532,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: TRAINER_CONTAINER,
+              image: trainer.image,
+              imagePullPolicy: trainer.imagePullPolicy,
+              command: ['smolstage', 'worker', '--spec', `${SPEC_MOUNT}/${SPEC_FILE}`],
+              env,
+              ports: multiNode ? [{ name: 'rendezvous', containerPort: RENDEZVOUS_PORT }] : [],
+              resources: { limits, requests },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [
+                { name: 'spec', mountPath: SPEC_MOUNT, readOnly: true },
+                { name: 'scratch', mountPath: SCRATCH_MOUNT },
+                { name: 'dshm', mountPath: '/dev/shm' },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'spec', configMap: { name } },
+            { name: 'scratch', emptyDir: {} },
+            // NCCL and data loaders need more shared memory than the runtime's 64 MiB default.
+            { name: 'dshm', emptyDir: { medium: 'Memory' } },
+          ],
+        },
+      },
+    },
+  };
+  return { configMap, ...(service !== undefined ? { service } : {}), job };
+}
+
+/** A Job reduced to what decisions need. */
+export function summarizeJob(job: V1Job): ObservedJob {
+  const labels = job.metadata?.labels ?? {};
+  const conditions = job.status?.conditions ?? [];
+  const isTrue = (type: string) => conditions.find((c) => c.type === type && c.status === 'True');
+  const failed = isTrue('Failed');
+  const complete = isTrue('Complete');
+  const base = {
+    name: job.metadata?.name ?? '',
+    stage: labels[Labels.stage] ?? '',
+    attempt: Number(labels[Labels.attempt] ?? 0),
+    suspendedByRun: job.metadata?.annotations?.[Annotations.suspendedByRun] === 'true',
+  };
+  const time = (t: Date | string | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
+  if (complete !== undefined) {
+    const finishedAt = time(job.status?.completionTime ?? complete.lastTransitionTime);
+    return { ...base, phase: 'Succeeded', ...(finishedAt !== undefined ? { finishedAt } : {}) };
+  }
+  if (failed !== undefined) {
+    const code = /exit code (\d+)/.exec(failed.message ?? '');
+    const finishedAt = time(failed.lastTransitionTime);
+    return {
+      ...base,
+      phase: 'Failed',
+      ...(code?.[1] !== undefined ? { exitCode: Number(code[1]) } : {}),
+      ...(failed.reason !== undefined ? { failureReason: failed.reason } : {}),
+      ...(failed.message !== undefined ? { failureMessage: failed.message } : {}),
+      ...(finishedAt !== undefined ? { finishedAt } : {}),
+    };
+  }
+  if (job.spec?.suspend === true) return { ...base, phase: 'Suspended' };
+  return { ...base, phase: (job.status?.active ?? 0) > 0 ? 'Running' : 'Pending' };
+}
