@@ -83,7 +83,8 @@ export function isRetryableS3Error(error: unknown): boolean {
     return code === undefined || code === '' || RETRYABLE_S3_CODES.has(String(code));
   }
   if (typeof code === 'string' && NETWORK_ERROR_CODES.has(code)) return true;
-  return /socket hang up|premature close|ECONNRESET|ECONNREFUSED/i.test(error.message);
+  // minio reports 408/429/5xx answers as a plain Error even with its own retries turned off.
+  return /Retryable HTTP status|socket hang up|premature close|ECONNRESET|ECONNREFUSED/i.test(error.message);
 }
 
 /**

@@ -13,8 +13,7 @@ export async function createNativeEngine(spec: TrainerSpec): Promise<TrainingEng
     trainer = await native.Trainer.create({
       model: spec.model,
       optimizer: {
-        beta1: spec.optimizer.betas[0],
-        beta2: spec.optimizer.betas[1],
+        betas: spec.optimizer.betas,
         eps: spec.optimizer.eps,
         weightDecay: spec.optimizer.weightDecay,
         gradClip: spec.optimizer.gradClip,

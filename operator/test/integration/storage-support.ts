@@ -1,28 +1,10 @@
 /** Helpers for tests that need the harness's S3 server: a fresh bucket, a StorageSpec, env. */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'minio';
+import { requireS3 } from '../../../test/support/env.js';
 import type { StorageSpec } from '../../src/api/trainer-spec.js';
 
-export interface S3Test {
-  endpoint: string;
-  accessKey: string;
-  secretKey: string;
-  region: string;
-}
-
-/** The harness's S3 server; throws (the test fails, never skips) when it is not running. */
-export function requireS3(): S3Test {
-  const env = process.env;
-  const endpoint = env.SMOLSTAGE_TEST_S3_ENDPOINT;
-  const accessKey = env.SMOLSTAGE_TEST_S3_ACCESS_KEY;
-  const secretKey = env.SMOLSTAGE_TEST_S3_SECRET_KEY;
-  if (!endpoint || !accessKey || !secretKey) {
-    throw new Error(
-      'SMOLSTAGE_TEST_S3_ENDPOINT/_ACCESS_KEY/_SECRET_KEY are not set: run integration tests through `bash test/run.sh integration`',
-    );
-  }
-  return { endpoint, accessKey, secretKey, region: env.SMOLSTAGE_TEST_S3_REGION || 'us-east-1' };
-}
+export { requireS3 };
 
 /** The worker's credential env for the harness's server. */
 export function s3Env(): NodeJS.ProcessEnv {

@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import nock from 'nock';
 import type { MetricsRecord } from '../../src/api/metrics-record.js';
 import {
   applyRetention,
@@ -223,16 +224,60 @@ describe('s3 store configuration errors', () => {
     );
   });
 
+  // The harness's S3 server (moto) accepts any credentials, so the answer a real server gives
+  // to a wrong secret is replayed with nock.
   it('names wrong credentials and never echoes the secret', async () => {
-    const bucket = await createBucket();
+    const endpoint = 'http://s3.wrong-credentials.test:9000';
+    nock(endpoint)
+      .get(/.*/)
+      .reply(
+        403,
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>',
+        { 'content-type': 'application/xml' },
+      );
     const secret = `wrong-secret-${randomBytes(8).toString('hex')}`;
-    const store = createStore(s3StorageSpec(bucket), { ...s3Env(), SMOLSTAGE_S3_SECRET_KEY: secret });
-    await assert.rejects(checkAccess(store), (e: unknown) => {
-      assert.ok(e instanceof StorageConfigurationError, String(e));
-      assert.match(e.message, /secret key is wrong|access denied|access key/);
-      assert.ok(!e.message.includes(secret));
-      return true;
+    const store = createStore(
+      { ...s3StorageSpec('some-bucket'), endpoint },
+      { SMOLSTAGE_S3_ACCESS_KEY: 'nobody', SMOLSTAGE_S3_SECRET_KEY: secret },
+    );
+    try {
+      await assert.rejects(checkAccess(store), (e: unknown) => {
+        assert.ok(e instanceof StorageConfigurationError, String(e));
+        assert.match(
+          e.message,
+          /access key is not known to the server \(check SMOLSTAGE_S3_ACCESS_KEY\) \(InvalidAccessKeyId\)/,
+        );
+        assert.ok(!e.message.includes(secret));
+        return true;
+      });
+    } finally {
+      nock.cleanAll();
+    }
+  });
+
+  it('retries a 503 from the server and succeeds', async () => {
+    const endpoint = 'http://s3.flaky.test:9000';
+    const scope = nock(endpoint)
+      .get(/.*/)
+      .times(2)
+      .reply(
+        503,
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code><Message>busy</Message></Error>',
+      )
+      .get('/flaky-bucket/x')
+      .reply(200, 'payload');
+    const store = new S3Store({
+      endpoint,
+      bucket: 'flaky-bucket',
+      credentials: { accessKey: 'a', secretKey: 's' },
+      retry: { baseDelayMs: 1, maxDelayMs: 5 },
     });
+    try {
+      assert.equal((await store.get('x')).toString(), 'payload');
+      assert.ok(scope.isDone());
+    } finally {
+      nock.cleanAll();
+    }
   });
 
   it('gives up on an endpoint that refuses connections once the retry budget is spent', async () => {
