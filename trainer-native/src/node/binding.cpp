@@ -1,0 +1,467 @@
+// Node-API binding: argument checking on the JS thread, all training work on libuv's pool
+// through promises. C++ exceptions become JS Errors; nothing here aborts the process.
+#include <napi.h>
+
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "core/json.h"
+#include "core/trainer.h"
+
+namespace {
+
+using smolstage::ModelConfig;
+using smolstage::Trainer;
+using smolstage::TrainerOptions;
+
+// ---- argument parsing ---------------------------------------------------------------------
+
+[[noreturn]] void type_error(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+
+Napi::Object object_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject() || v.IsArray()) type_error(env, what + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+double number_field(const Napi::Object& o, const char* key, const std::string& path) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) type_error(o.Env(), path + "." + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) type_error(o.Env(), path + "." + key + " must be finite");
+  return d;
+}
+
+int64_t integer_field(const Napi::Object& o, const char* key, const std::string& path, int64_t min, int64_t max) {
+  const double d = number_field(o, key, path);
+  if (d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max))
+    type_error(o.Env(), path + "." + key + " must be an integer in [" + std::to_string(min) + ", " +
+                            std::to_string(max) + "], got " + smolstage::json_number(d));
+  return static_cast<int64_t>(d);
+}
+
+bool bool_field(const Napi::Object& o, const char* key, const std::string& path) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) type_error(o.Env(), path + "." + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+constexpr int64_t kIntMax = 2147483647;
+
+ModelConfig parse_model(const Napi::Object& o, const std::string& path) {
+  ModelConfig c;
+  c.hidden_size = static_cast<int>(integer_field(o, "hiddenSize", path, 1, kIntMax));
+  c.num_layers = static_cast<int>(integer_field(o, "numLayers", path, 1, kIntMax));
+  c.num_heads = static_cast<int>(integer_field(o, "numHeads", path, 1, kIntMax));
+  c.num_kv_heads = static_cast<int>(integer_field(o, "numKvHeads", path, 1, kIntMax));
+  c.intermediate_size = static_cast<int>(integer_field(o, "intermediateSize", path, 1, kIntMax));
+  c.vocab_size = static_cast<int>(integer_field(o, "vocabSize", path, 1, kIntMax));
+  c.rope_theta = number_field(o, "ropeTheta", path);
+  c.rms_norm_eps = number_field(o, "rmsNormEps", path);
+  c.tie_embeddings = bool_field(o, "tieEmbeddings", path);
+  c.max_position_embeddings = static_cast<int>(integer_field(o, "maxPositionEmbeddings", path, 1, kIntMax));
+  c.initializer_range = number_field(o, "initializerRange", path);
+  return c;
+}
+
+Napi::Object model_to_js(Napi::Env env, const ModelConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("hiddenSize", c.hidden_size);
+  o.Set("numLayers", c.num_layers);
+  o.Set("numHeads", c.num_heads);
+  o.Set("numKvHeads", c.num_kv_heads);
+  o.Set("intermediateSize", c.intermediate_size);
+  o.Set("vocabSize", c.vocab_size);
+  o.Set("ropeTheta", c.rope_theta);
+  o.Set("rmsNormEps", c.rms_norm_eps);
+  o.Set("tieEmbeddings", c.tie_embeddings);
+  o.Set("maxPositionEmbeddings", c.max_position_embeddings);
+  o.Set("initializerRange", c.initializer_range);
+  return o;
+}
+
+TrainerOptions parse_options(Napi::Env env, const Napi::Value& v) {
+  const Napi::Object o = object_arg(env, v, "Trainer options");
+  TrainerOptions t;
+  t.model = parse_model(object_arg(env, o.Get("model"), "options.model"), "options.model");
+  const Napi::Object opt = object_arg(env, o.Get("optimizer"), "options.optimizer");
+  const Napi::Value betas = opt.Get("betas");
+  if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2)
+    type_error(env, "options.optimizer.betas must be an array of two numbers");
+  const Napi::Array b = betas.As<Napi::Array>();
+  for (uint32_t i = 0; i < 2; ++i)
+    if (!b.Get(i).IsNumber()) type_error(env, "options.optimizer.betas must be an array of two numbers");
+  t.optimizer.beta1 = b.Get(0u).As<Napi::Number>().DoubleValue();
+  t.optimizer.beta2 = b.Get(1u).As<Napi::Number>().DoubleValue();
+  t.optimizer.eps = number_field(opt, "eps", "options.optimizer");
+  t.optimizer.weight_decay = number_field(opt, "weightDecay", "options.optimizer");
+  t.optimizer.grad_clip = number_field(opt, "gradClip", "options.optimizer");
+  const Napi::Object s = object_arg(env, o.Get("schedule"), "options.schedule");
+  constexpr int64_t kStepMax = 1LL << 50;
+  t.schedule.peak_lr = number_field(s, "peakLr", "options.schedule");
+  t.schedule.warmup_steps = integer_field(s, "warmupSteps", "options.schedule", 0, kStepMax);
+  const Napi::Value start = s.Get("decayStartStep");
+  t.schedule.decay_start_step =
+      start.IsNull() || start.IsUndefined() ? -1 : integer_field(s, "decayStartStep", "options.schedule", 0, kStepMax);
+  t.schedule.decay_steps = integer_field(s, "decaySteps", "options.schedule", 0, kStepMax);
+  const Napi::Value shape = s.Get("shape");
+  if (!shape.IsString()) type_error(env, "options.schedule.shape must be 'linear', 'cosine' or '1-sqrt'");
+  t.schedule.shape = smolstage::parse_decay_shape(shape.As<Napi::String>().Utf8Value());
+  t.schedule.min_lr = number_field(s, "minLr", "options.schedule");
+  t.seed = static_cast<uint64_t>(integer_field(o, "seed", "options", 0, (1LL << 53) - 1));
+  if (!o.Get("threads").IsUndefined()) t.threads = static_cast<int>(integer_field(o, "threads", "options", 0, 4096));
+  const Napi::Value backend = o.Get("backend");
+  if (!backend.IsUndefined()) {
+    if (!backend.IsString()) type_error(env, "options.backend must be 'cpu' or 'cuda'");
+    t.backend = backend.As<Napi::String>().Utf8Value();
+  }
+  return t;
+}
+
+std::vector<uint32_t> token_array(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    type_error(env, what + " must be a Uint32Array of token ids");
+  const Napi::Uint32Array a = v.As<Napi::Uint32Array>();
+  return std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::string string_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsString()) type_error(env, what + " must be a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.empty()) type_error(env, what + " must not be empty");
+  if (s.find('\0') != std::string::npos) type_error(env, what + " must not contain NUL characters");
+  return s;
+}
+
+// ---- shared trainer state and async work ----------------------------------------------------
+
+struct Shared {
+  std::mutex mu;  // serializes calls: one operation on the trainer at a time
+  std::unique_ptr<Trainer> trainer;
+  std::atomic<bool> disposed{false};
+  std::atomic<int64_t> step_count{0};
+  std::mutex pending_mu;
+  std::optional<double> pending_theta;
+};
+
+// Runs `work` on the pool with the trainer locked; `result` converts its output on the JS thread.
+template <typename T>
+class TrainerWork : public Napi::AsyncWorker {
+ public:
+  TrainerWork(Napi::Env env, std::shared_ptr<Shared> shared, std::function<T(Trainer&)> work,
+              std::function<Napi::Value(Napi::Env, T&)> result)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), shared_(std::move(shared)),
+        work_(std::move(work)), result_(std::move(result)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (!shared_->trainer) {
+      SetError("Trainer has been disposed");
+      return;
+    }
+    try {
+      {
+        std::lock_guard<std::mutex> pending(shared_->pending_mu);
+        if (shared_->pending_theta) {
+          shared_->trainer->set_rope_theta(*shared_->pending_theta);
+          shared_->pending_theta.reset();
+        }
+      }
+      value_ = work_(*shared_->trainer);
+      shared_->step_count = shared_->trainer->step_count();
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory (reduce microBatchSize or seqLen)");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+    if (shared_->disposed) shared_->trainer.reset();
+  }
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    try {
+      deferred_.Resolve(result_(Env(), value_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Shared> shared_;
+  std::function<T(Trainer&)> work_;
+  std::function<Napi::Value(Napi::Env, T&)> result_;
+  T value_{};
+};
+
+struct Unit {};
+
+Napi::Object tensors_to_js(Napi::Env env, const std::vector<smolstage::HostTensor>& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& t : tensors) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, t.values.size());
+    std::copy(t.values.begin(), t.values.end(), a.Data());
+    out.Set(t.name, a);
+  }
+  return out;
+}
+
+class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTrainer",
+                       {
+                           InstanceMethod<&NativeTrainer::Step>("step"),
+                           InstanceMethod<&NativeTrainer::EvalLoss>("evalLoss"),
+                           InstanceMethod<&NativeTrainer::ScoreChoices>("scoreChoices"),
+                           InstanceMethod<&NativeTrainer::Logits>("logits"),
+                           InstanceMethod<&NativeTrainer::Gradients>("gradients"),
+                           InstanceMethod<&NativeTrainer::Parameters>("parameters"),
+                           InstanceMethod<&NativeTrainer::SaveState>("saveState"),
+                           InstanceMethod<&NativeTrainer::LoadState>("loadState"),
+                           InstanceMethod<&NativeTrainer::ExportHF>("exportHF"),
+                           InstanceMethod<&NativeTrainer::ImportHF>("importHF"),
+                           InstanceMethod<&NativeTrainer::SetRopeTheta>("setRopeTheta"),
+                           InstanceMethod<&NativeTrainer::Dispose>("dispose"),
+                           InstanceAccessor<&NativeTrainer::StepCount>("stepCount"),
+                           InstanceAccessor<&NativeTrainer::Config>("config"),
+                           InstanceAccessor<&NativeTrainer::BackendInfo>("backendInfo"),
+                       });
+  }
+
+  explicit NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
+    shared_ = std::make_shared<Shared>();
+    try {
+      shared_->trainer = std::make_unique<Trainer>(parse_options(info.Env(), info[0]));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::bad_alloc&) {
+      throw Napi::Error::New(info.Env(), "out of memory creating the model");
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    config_ = shared_->trainer->config();
+    backend_info_ = shared_->trainer->describe_backend();
+  }
+
+ private:
+  std::shared_ptr<Shared> shared_;
+  ModelConfig config_;
+  std::string backend_info_;
+
+  void ensure_alive(Napi::Env env) const {
+    if (shared_->disposed) throw Napi::Error::New(env, "Trainer has been disposed");
+  }
+
+  template <typename T>
+  Napi::Value queue(Napi::Env env, std::function<T(Trainer&)> work, std::function<Napi::Value(Napi::Env, T&)> result) {
+    ensure_alive(env);
+    auto* w = new TrainerWork<T>(env, shared_, std::move(work), std::move(result));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  }
+
+  static Napi::Value undefined_result(Napi::Env env, Unit&) { return env.Undefined(); }
+
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto tokens = token_array(env, info[0], "step(tokens)");
+    const Napi::Object o = object_arg(env, info[1], "step options");
+    const int batch = static_cast<int>(integer_field(o, "batchSize", "step options", 1, kIntMax));
+    const int micro = static_cast<int>(integer_field(o, "microBatchSize", "step options", 1, kIntMax));
+    const int seq = static_cast<int>(integer_field(o, "seqLen", "step options", 1, kIntMax));
+    return queue<smolstage::StepResult>(
+        env,
+        [tokens = std::move(tokens), batch, micro, seq](Trainer& t) {
+          return t.step(tokens.data(), tokens.size(), batch, micro, seq);
+        },
+        [](Napi::Env e, smolstage::StepResult& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("loss", r.loss);
+          out.Set("gradNorm", r.grad_norm);
+          out.Set("lr", r.lr);
+          out.Set("step", static_cast<double>(r.step));
+          out.Set("tokens", static_cast<double>(r.tokens));
+          return out;
+        });
+  }
+
+  Napi::Value EvalLoss(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto tokens = token_array(env, info[0], "evalLoss(tokens)");
+    const Napi::Object o = object_arg(env, info[1], "evalLoss options");
+    const int batch = static_cast<int>(integer_field(o, "batchSize", "evalLoss options", 1, kIntMax));
+    const int seq = static_cast<int>(integer_field(o, "seqLen", "evalLoss options", 1, kIntMax));
+    return queue<double>(
+        env, [tokens = std::move(tokens), batch, seq](Trainer& t) { return t.eval_loss(tokens.data(), tokens.size(), batch, seq); },
+        [](Napi::Env e, double& loss) -> Napi::Value { return Napi::Number::New(e, loss); });
+  }
+
+  Napi::Value ScoreChoices(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto context = token_array(env, info[0], "scoreChoices(context)");
+    if (!info[1].IsArray()) type_error(env, "scoreChoices(choices) must be an array of Uint32Array");
+    const Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<std::vector<uint32_t>> choices;
+    for (uint32_t i = 0; i < arr.Length(); ++i)
+      choices.push_back(token_array(env, arr.Get(i), "scoreChoices(choices)[" + std::to_string(i) + "]"));
+    return queue<std::vector<double>>(
+        env,
+        [context = std::move(context), choices = std::move(choices)](Trainer& t) { return t.score_choices(context, choices); },
+        [](Napi::Env e, std::vector<double>& scores) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(e, scores.size());
+          for (uint32_t i = 0; i < scores.size(); ++i) out.Set(i, scores[i]);
+          return out;
+        });
+  }
+
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto tokens = token_array(env, info[0], "logits(tokens)");
+    const Napi::Object o = object_arg(env, info[1], "logits options");
+    const int batch = static_cast<int>(integer_field(o, "batchSize", "logits options", 1, kIntMax));
+    const int seq = static_cast<int>(integer_field(o, "seqLen", "logits options", 1, kIntMax));
+    return queue<std::vector<float>>(
+        env, [tokens = std::move(tokens), batch, seq](Trainer& t) { return t.logits(tokens.data(), tokens.size(), batch, seq); },
+        [](Napi::Env e, std::vector<float>& v) -> Napi::Value {
+          Napi::Float32Array a = Napi::Float32Array::New(e, v.size());
+          std::copy(v.begin(), v.end(), a.Data());
+          return a;
+        });
+  }
+
+  struct GradientResult {
+    double loss = 0;
+    std::vector<smolstage::HostTensor> grads;
+  };
+
+  Napi::Value Gradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto tokens = token_array(env, info[0], "gradients(tokens)");
+    const Napi::Object o = object_arg(env, info[1], "gradients options");
+    const int batch = static_cast<int>(integer_field(o, "batchSize", "gradients options", 1, kIntMax));
+    const int micro = static_cast<int>(integer_field(o, "microBatchSize", "gradients options", 1, kIntMax));
+    const int seq = static_cast<int>(integer_field(o, "seqLen", "gradients options", 1, kIntMax));
+    return queue<GradientResult>(
+        env,
+        [tokens = std::move(tokens), batch, micro, seq](Trainer& t) {
+          GradientResult r;
+          r.loss = t.compute_gradients(tokens.data(), tokens.size(), batch, micro, seq);
+          r.grads = t.gradients();
+          return r;
+        },
+        [](Napi::Env e, GradientResult& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("loss", r.loss);
+          out.Set("grads", tensors_to_js(e, r.grads));
+          return out;
+        });
+  }
+
+  Napi::Value Parameters(const Napi::CallbackInfo& info) {
+    return queue<std::vector<smolstage::HostTensor>>(
+        info.Env(), [](Trainer& t) { return t.parameters(); },
+        [](Napi::Env e, std::vector<smolstage::HostTensor>& p) -> Napi::Value { return tensors_to_js(e, p); });
+  }
+
+  Napi::Value DirOp(const Napi::CallbackInfo& info, const char* what, void (Trainer::*op)(const std::string&)) {
+    const std::string dir = string_arg(info.Env(), info[0], std::string(what) + "(dir)");
+    return queue<Unit>(
+        info.Env(),
+        [dir, op](Trainer& t) {
+          (t.*op)(dir);
+          return Unit{};
+        },
+        undefined_result);
+  }
+  Napi::Value SaveState(const Napi::CallbackInfo& info) { return DirOp(info, "saveState", &Trainer::save_state); }
+  Napi::Value LoadState(const Napi::CallbackInfo& info) { return DirOp(info, "loadState", &Trainer::load_state); }
+  Napi::Value ExportHF(const Napi::CallbackInfo& info) { return DirOp(info, "exportHF", &Trainer::export_hf); }
+  Napi::Value ImportHF(const Napi::CallbackInfo& info) { return DirOp(info, "importHF", &Trainer::import_hf); }
+
+  // Takes effect for the next call (a call in flight finishes with the old θ).
+  Napi::Value SetRopeTheta(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ensure_alive(env);
+    if (!info[0].IsNumber()) type_error(env, "setRopeTheta(theta) must be given a number");
+    const double theta = info[0].As<Napi::Number>().DoubleValue();
+    if (!(std::isfinite(theta) && theta > 1.0))
+      throw Napi::RangeError::New(env, "ropeTheta must be a finite number > 1, got " + smolstage::json_number(theta));
+    std::lock_guard<std::mutex> lock(shared_->pending_mu);
+    shared_->pending_theta = theta;
+    config_.rope_theta = theta;
+    return env.Undefined();
+  }
+
+  // Frees the model now, or as soon as the call in flight finishes.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    shared_->disposed = true;
+    std::unique_lock<std::mutex> lock(shared_->mu, std::try_to_lock);
+    if (lock.owns_lock()) shared_->trainer.reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value StepCount(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(shared_->step_count.load()));
+  }
+  Napi::Value Config(const Napi::CallbackInfo& info) { return model_to_js(info.Env(), config_); }
+  Napi::Value BackendInfo(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend_info_); }
+};
+
+template <typename Fn>
+Napi::Value guarded(Napi::Env env, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Value PresetConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = string_arg(env, info[0], "presetConfig(name)");
+  return guarded(env, [&] { return model_to_js(env, smolstage::preset_config(name)); });
+}
+
+Napi::Value PresetNames(const Napi::CallbackInfo& info) {
+  const auto names = smolstage::preset_names();
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (uint32_t i = 0; i < names.size(); ++i) out.Set(i, names[i]);
+  return out;
+}
+
+Napi::Value ValidateConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ModelConfig c = parse_model(object_arg(env, info[0], "model config"), "model");
+  return guarded(env, [&] {
+    smolstage::validate_config(c);
+    return env.Undefined();
+  });
+}
+
+Napi::Value ReadHFConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string dir = string_arg(env, info[0], "readHFConfig(dir)");
+  return guarded(env, [&] { return model_to_js(env, smolstage::read_hf_config(dir)); });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeTrainer", NativeTrainer::Define(env));
+  exports.Set("presetConfig", Napi::Function::New<PresetConfig>(env, "presetConfig"));
+  exports.Set("presetNames", Napi::Function::New<PresetNames>(env, "presetNames"));
+  exports.Set("validateConfig", Napi::Function::New<ValidateConfig>(env, "validateConfig"));
+  exports.Set("readHFConfig", Napi::Function::New<ReadHFConfig>(env, "readHFConfig"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(smolstage_trainer, Init)
