@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { aRun, aStage } from './test-builders.js';
+import type { TrainingRun } from './types.js';
+import { validateRun } from './validate.js';
+
+const table: [string, TrainingRun, RegExp][] = [
+  [
+    'maxTokens below tokens',
+    aRun()
+      .withStages(
+        aStage('a'),
+        aStage('b')
+          .tokens('40K')
+          .promotion({ anyOf: [{ metric: 'eval.web.loss', below: 2 }], maxTokens: '20K' }),
+      )
+      .build(),
+    /maxTokens 20K is below the stage's tokens 40K/,
+  ],
+  [
+    'afterTokens at or past the cap',
+    aRun()
+      .withStages(
+        aStage('a').promotion({ allOf: [{ metric: 'eval.web.loss', below: 2, afterTokens: '40K' }] }),
+      )
+      .build(),
+    /can never count/,
+  ],
+  [
+    'metric never measured',
+    aRun()
+      .withStages(aStage('a').promotion({ anyOf: [{ metric: 'eval.gsm8k.acc', atLeast: 0.3 }] }))
+      .build(),
+    /add a task named 'gsm8k'/,
+  ],
+  [
+    'held-out loss not measured',
+    aRun()
+      .withSpec((s) => {
+        s.evaluation = { heldOutLoss: [] };
+      })
+      .withStages(
+        aStage('a'),
+        aStage('b').with({ adjust: [{ when: { metric: 'eval.math.loss', above: 2 }, scale: { math: 2 } }] }),
+      )
+      .build(),
+    /add 'math' to spec.evaluation.heldOutLoss/,
+  ],
+  [
+    'batch geometry',
+    aRun()
+      .withSpec((s) => {
+        s.batch.globalBatchTokens = 1000;
+      })
+      .build(),
+    /not a multiple of sequenceLength 256 × microBatchSize 4 × 1 devices/,
+  ],
+  [
+    'sequence longer than the model supports',
+    aRun()
+      .withStages(aStage('a').with({ sequenceLength: 4096 }))
+      .build(),
+    /exceeds the model's maxPositionEmbeddings 2048/,
+  ],
+  [
+    'startFrom a later stage',
+    aRun()
+      .withStages(aStage('a'), aStage('b').with({ startFrom: { stage: 'c' } }), aStage('c'))
+      .build(),
+    /must be a stage before b/,
+  ],
+  [
+    'tokensBeforeEnd too large',
+    aRun()
+      .withStages(aStage('a'), aStage('b').with({ startFrom: { stage: 'a', tokensBeforeEnd: '40K' } }))
+      .build(),
+    /must be less than the tokens of a/,
+  ],
+  [
+    'decay ends before it starts',
+    aRun()
+      .withStages(aStage('a'), aStage('b'))
+      .withSpec((s) => {
+        s.schedule = { decay: { startsAtStage: 'b', endsAtStage: 'a' } };
+      })
+      .build(),
+    /comes before startsAtStage/,
+  ],
+  [
+    'inconsistent explicit model',
+    aRun()
+      .withSpec((s) => {
+        s.model = { preset: 'tiny-1m', config: { numHeads: 3 } };
+      })
+      .build(),
+    /not divisible by numHeads 3/,
+  ],
+  [
+    'infeasible bounds',
+    aRun()
+      .withStages(aStage('a').with({ mixtureBounds: { max: 0.4 } }))
+      .build(),
+    /infeasible/,
+  ],
+  ['fractional tokens', aRun().withStages(aStage('a').tokens('1.5')).build(), /not a whole number of tokens/],
+  [
+    'run name too long for pod names',
+    (() => {
+      const r = aRun('r'.repeat(31)).build();
+      return r;
+    })(),
+    /at most 30/,
+  ],
+  [
+    'stage shorter than one step',
+    aRun().withStages(aStage('a').tokens(100)).build(),
+    /less than one optimizer step/,
+  ],
+];
+
+describe('validateRun', () => {
+  it('accepts the default builder run', () => assert.deepEqual(validateRun(aRun().build()), []));
+  for (const [name, run, message] of table) {
+    it(`rejects: ${name}`, () => {
+      const problems = validateRun(run);
+      assert.ok(
+        problems.some((p) => message.test(p)),
+        problems.join('\n') || '(no problems)',
+      );
+    });
+  }
+});
