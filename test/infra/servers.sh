@@ -161,25 +161,31 @@ export SMOLSTAGE_TEST_S3_REGION=us-east-1
 ENV
 }
 
+# True while pid runs (a zombie, left when nothing reaps it here, counts as ended).
+running() {
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# stop_one NAME: TERM the server's session, wait up to 10s, then KILL it.
+stop_one() {
+  local pidfile=$state/pids/$1 pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  # Each server leads its own session (setsid), so -pid ends it and any children.
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for ((i = 0; i < 40; i++)); do
+    running "$pid" || break
+    sleep 0.25
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
 stop() {
-  local pidfile pid i
-  [ -d "$state/pids" ] || return 0
-  for pidfile in "$state"/pids/*; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    # Each server leads its own session (setsid), so -pid ends it and any children.
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pidfile in "$state"/pids/*; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    for ((i = 0; i < 40; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    rm -f "$pidfile"
-  done
+  # The apiserver first: it shuts down in about a second, but waits on etcd if etcd goes first.
+  stop_one kube-apiserver
+  stop_one etcd
+  stop_one s3
 }
 
 cmd=${1:-}

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The one test entry point (npm scripts call it). Usage: bash test/run.sh TIER
+#   unit         node:test over operator/src/**/*.test.ts and test/unit/**/*.test.ts, then the
+#                trainer-native C++ build and ctest (once trainer-native/CMakeLists.txt exists)
+#   integration  build/start the real servers, run test/smoke/*.test.ts and
+#                operator/test/integration/*.test.ts against them, stop the servers
+#   parity       trainer-native/scripts/parity.sh with SMOLSTAGE_PYTHON (HF transformers reference)
+#   all          unit, integration, parity (what `npm test` runs), then a summary
+#   bench-cpu, bench-gpu, demo   the benchmark scripts and the CPU quickstart (not part of `all`)
+#   servers      start the servers, print their env exports, keep them up until Ctrl-C
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+# shellcheck source=test/infra/lib.sh
+source test/infra/lib.sh || exit 1
+shopt -s globstar nullglob
+
+node_test() {
+  node --import tsx --test --test-reporter=spec "$@"
+}
+
+tier_unit() {
+  local files=(operator/src/**/*.test.ts test/unit/**/*.test.ts) status=0
+  [ ${#files[@]} -gt 0 ] || die "no unit test files found (operator/src/**/*.test.ts, test/unit/**/*.test.ts)"
+  log "unit: ${#files[@]} TypeScript test files"
+  node_test "${files[@]}" || status=1
+  if [ -f trainer-native/CMakeLists.txt ]; then
+    log "unit: building trainer-native (npm run build -w trainer-native) and running ctest"
+    require_command cmake "install CMake (Debian: apt-get install cmake)"
+    if ! npm run build -w trainer-native; then
+      echo "smolstage test: the trainer-native build failed (npm run build -w trainer-native)" >&2
+      return 1
+    fi
+    if [ ! -d trainer-native/build ]; then
+      echo "smolstage test: npm run build -w trainer-native produced no trainer-native/build, so ctest cannot run" >&2
+      return 1
+    fi
+    ctest --test-dir trainer-native/build --output-on-failure --no-tests=error -j 2 || status=1
+  else
+    log "unit: trainer-native/CMakeLists.txt does not exist yet, so there are no C++ tests to run"
+  fi
+  return $status
+}
+
+# Starts the servers into a fresh state dir and exports everything the tests read. The caller
+# must have installed the stop_servers trap first.
+start_servers() {
+  servers_state=$(mktemp -d "${TMPDIR:-/tmp}/smolstage-servers.XXXXXX")
+  # A watchdog stops the servers even if this shell is killed with SIGKILL.
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; bash "$2" stop "$3"; rm -rf "$3"' \
+    _ $$ "$ROOT/test/infra/servers.sh" "$servers_state" >/dev/null 2>&1 </dev/null &
+  bash test/infra/servers.sh start "$servers_state" || return 1
+  # shellcheck disable=SC1091
+  source "$servers_state/env"
+  export SMOLSTAGE_PYTHON SMOLSTAGE_HELM SMOLSTAGE_NVCC
+  SMOLSTAGE_PYTHON=$(bash test/infra/python.sh) || return 1
+  SMOLSTAGE_NVCC=$(bash test/infra/python.sh --nvcc) || return 1
+  SMOLSTAGE_HELM=$(bash test/infra/go-tools.sh helm | sed -n 's/^HELM=//p') || return 1
+  [ -n "$SMOLSTAGE_HELM" ] || return 1
+}
+
+stop_servers() {
+  if [ -n "${servers_state:-}" ]; then
+    bash test/infra/servers.sh stop "$servers_state"
+    rm -rf "$servers_state"
+    servers_state=
+  fi
+}
+
+tier_integration() {
+  local files=(test/smoke/*.test.ts operator/test/integration/*.test.ts) status=0
+  [ ${#files[@]} -gt 0 ] || die "no integration test files found (test/smoke/*.test.ts, operator/test/integration/*.test.ts)"
+  trap stop_servers EXIT
+  trap 'stop_servers; exit 130' INT
+  trap 'stop_servers; exit 143' TERM HUP
+  start_servers || { stop_servers; return 1; }
+  log "integration: ${#files[@]} test files against kube-apiserver $SMOLSTAGE_KUBE_VERSION, S3 at $SMOLSTAGE_TEST_S3_ENDPOINT"
+  node_test "${files[@]}" || status=1
+  stop_servers
+  trap - EXIT INT TERM HUP
+  return $status
+}
+
+tier_servers() {
+  trap stop_servers EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM HUP
+  start_servers || exit 1
+  echo "# Servers are up. Paste these exports into another shell, or: source $servers_state/exports"
+  {
+    cat "$servers_state/env"
+    echo "export SMOLSTAGE_PYTHON=$SMOLSTAGE_PYTHON"
+    echo "export SMOLSTAGE_HELM=$SMOLSTAGE_HELM"
+    echo "export SMOLSTAGE_NVCC=$SMOLSTAGE_NVCC"
+  } | tee "$servers_state/exports"
+  echo "# Press Ctrl-C to stop them."
+  while true; do sleep 3600; done
+}
+
+# run_script TIER PATH: runs a script another part owns, or fails saying it does not exist yet.
+run_script() {
+  local tier=$1 script=$2
+  shift 2
+  if [ ! -f "$script" ]; then
+    echo "smolstage test: '$tier' is not built yet: $script does not exist" >&2
+    return 1
+  fi
+  bash "$script" "$@"
+}
+
+tier_parity() {
+  export SMOLSTAGE_PYTHON
+  SMOLSTAGE_PYTHON=$(bash test/infra/python.sh) || return 1
+  run_script parity trainer-native/scripts/parity.sh
+}
+
+tier_demo() {
+  if [ ! -f operator/bin/smolstage.js ] || [ ! -f examples/quickstart.yaml ]; then
+    echo "smolstage test: 'demo' is not built yet: it will run 'node operator/bin/smolstage.js run examples/quickstart.yaml' (the CPU quickstart) once both exist" >&2
+    return 1
+  fi
+  node operator/bin/smolstage.js run examples/quickstart.yaml
+}
+
+tier_all() {
+  local tier results=() failed=0 start
+  for tier in unit integration parity; do
+    start=$SECONDS
+    echo "===== $tier ====="
+    if (tier_"$tier"); then
+      results+=("PASS  $tier ($((SECONDS - start))s)")
+    else
+      results+=("FAIL  $tier ($((SECONDS - start))s)")
+      failed=1
+    fi
+  done
+  echo "===== summary ====="
+  printf '%s\n' "${results[@]}"
+  return $failed
+}
+
+case ${1:-} in
+unit | integration | parity | all | servers | demo) tier_"$1" ;;
+bench-cpu) run_script bench-cpu trainer-native/scripts/bench-cpu.sh ;;
+bench-gpu) run_script bench-gpu trainer-native/scripts/bench-gpu.sh ;;
+*)
+  echo "usage: bash test/run.sh unit|integration|parity|all|bench-cpu|bench-gpu|demo|servers" >&2
+  exit 2
+  ;;
+esac
