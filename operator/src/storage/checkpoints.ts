@@ -201,13 +201,16 @@ export async function downloadCheckpoint(
 
 /**
  * The newest committed checkpoint of `stage` that downloads and verifies, placed in
- * `localDir`. Damaged ones are skipped with a warning naming them. Null when none is usable.
+ * `localDir`. Damaged ones are skipped with a warning naming them; with `uncommitDamaged` (the
+ * writer's choice, never a reader's) their COMMITTED is also removed, so no reader trusts them
+ * and training can commit that step again. Null when none is usable.
  */
 export async function restoreNewest(
   store: ObjectStore,
   stage: string,
   localDir: string,
   logger: CheckpointLogger,
+  options: { uncommitDamaged?: boolean } = {},
 ): Promise<{ checkpoint: CommittedCheckpoint; manifest: CheckpointManifest } | null> {
   const committed = await listCommitted(store, stage);
   for (const checkpoint of committed.reverse()) {
@@ -219,7 +222,9 @@ export async function restoreNewest(
       logger.warn(`skipping damaged checkpoint ${error.dir}: ${error.problem}`, {
         checkpoint: error.dir,
         problem: error.problem,
+        uncommitted: options.uncommitDamaged === true,
       });
+      if (options.uncommitDamaged) await store.delete([`${error.dir}${COMMITTED_FILE}`]);
     }
   }
   return null;

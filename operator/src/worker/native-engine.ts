@@ -21,7 +21,7 @@ export async function createNativeEngine(spec: TrainerSpec): Promise<TrainingEng
       schedule: {
         peakLr: spec.schedule.peakLr,
         warmupSteps: spec.schedule.warmupSteps,
-        decayStartStep: spec.schedule.decayStartStep ?? -1,
+        decayStartStep: spec.schedule.decayStartStep,
         decaySteps: spec.schedule.decaySteps,
         shape: spec.schedule.shape,
         minLr: spec.schedule.minLr,

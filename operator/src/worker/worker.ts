@@ -163,7 +163,7 @@ class Worker {
     const { spec } = this;
     const restoreDir = join(this.options.workDir, 'restore');
     await rm(restoreDir, { recursive: true, force: true });
-    const own = await restoreNewest(this.store, this.stage, restoreDir, this.log);
+    const own = await restoreNewest(this.store, this.stage, restoreDir, this.log, { uncommitDamaged: true });
     if (own !== null) {
       const state = await readWorkerState(restoreDir);
       await this.adopt(restoreDir, state);
@@ -314,7 +314,11 @@ class Worker {
       m.tokensPerSecond.set(this.lastTrain.tokPerSec);
 
       if (step % spec.evaluation.everySteps === 0) await this.evaluateAndRecord();
-      if (step % spec.checkpoint.everySteps === 0) await this.checkpoint(false);
+      // The attempt's last step gets its checkpoint (marked final) from finalCheckpoint.
+      const lastStep =
+        this.position.tokens >= spec.budget.stopAtTokens ||
+        (this.stopRequest !== null && step >= this.stopRequest.stopAtStep);
+      if (step % spec.checkpoint.everySteps === 0 && !lastStep) await this.checkpoint(false);
     }
   }
 

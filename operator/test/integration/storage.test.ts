@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -113,7 +113,7 @@ for (const backend of backends) {
     it('commits checkpoints with COMMITTED last and never overwrites a committed step', async () => {
       const local = join(scratch, 'ckpt');
       await rm(local, { recursive: true, force: true });
-      await import('node:fs/promises').then((fs) => fs.mkdir(local, { recursive: true }));
+      await mkdir(local, { recursive: true });
       await writeFile(join(local, 'model.safetensors'), randomBytes(1000));
       await writeFile(join(local, 'state.json'), '{"step":10}');
       const manifest = await commitCheckpoint(store, local, { stage: 'stage1', step: 10, final: false });
@@ -140,7 +140,7 @@ for (const backend of backends) {
 
     it('skips a checkpoint whose file fails its checksum, with a warning naming it', async () => {
       const local = join(scratch, 'ckpt2');
-      await import('node:fs/promises').then((fs) => fs.mkdir(local, { recursive: true }));
+      await mkdir(local, { recursive: true });
       await writeFile(join(local, 'model.safetensors'), randomBytes(500));
       await commitCheckpoint(store, local, { stage: 'bad', step: 1, final: false });
       await commitCheckpoint(store, local, { stage: 'bad', step: 2, final: false });
@@ -151,11 +151,21 @@ for (const backend of backends) {
       assert.equal(found?.checkpoint.step, 1);
       assert.equal(warnings.length, 1);
       assert.match(warnings[0] ?? '', /checkpoints\/bad\/step-000000002\/.*model\.safetensors has sha256/);
+      // A reader leaves the store alone; the writer un-commits the damaged step.
+      assert.deepEqual(
+        (await listCommitted(store, 'bad')).map((c) => c.step),
+        [1, 2],
+      );
+      await restoreNewest(store, 'bad', join(scratch, 'r3'), { warn: () => {} }, { uncommitDamaged: true });
+      assert.deepEqual(
+        (await listCommitted(store, 'bad')).map((c) => c.step),
+        [1],
+      );
     });
 
     it('retention keeps the last K and final checkpoints, and removes partial leftovers', async () => {
       const local = join(scratch, 'ckpt3');
-      await import('node:fs/promises').then((fs) => fs.mkdir(local, { recursive: true }));
+      await mkdir(local, { recursive: true });
       await writeFile(join(local, 'model.safetensors'), 'm');
       for (const step of [1, 2, 3, 4, 5]) {
         await commitCheckpoint(store, local, { stage: 'keep', step, final: step === 2 });

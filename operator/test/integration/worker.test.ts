@@ -12,7 +12,7 @@ import nock from 'nock';
 import { CONTROL_STOP_VERSION, stopRequestKey } from '../../src/api/control-request.js';
 import { ExitCode } from '../../src/api/exit-codes.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
-import { listCommitted, readManifest } from '../../src/storage/checkpoints.js';
+import { listCommitted, readManifest, restoreNewest } from '../../src/storage/checkpoints.js';
 import { checkpointDir, STATE_FILE } from '../../src/storage/layout.js';
 import { readMetrics } from '../../src/storage/metrics.js';
 import { createNativeEngine } from '../../src/worker/native-engine.js';
@@ -207,6 +207,16 @@ describe('worker: crash safety', () => {
     assert.ok(warning, 'a warning about the damaged checkpoint');
     assert.match(warning.message, /checkpoints\/stage1\/step-000000010\/: model\.safetensors has sha256/);
     assert.equal(worker.logs.find((l) => l.message === 'resumed from checkpoint')?.step, 5);
+    // The damaged step lost its COMMITTED and was trained and committed again.
+    const restored = await restoreNewest(store, 'stage1', join(scratch, `restored-${Date.now()}`), {
+      warn: (m) => assert.fail(`unexpected warning: ${m}`),
+    });
+    assert.equal(restored?.checkpoint.step, 12);
+    assert.deepEqual(
+      (await listCommitted(store, 'stage1')).map((c) => c.step),
+      [5, 10, 12],
+    );
+    assert.notEqual((await store.get(key)).toString('hex'), damaged.toString('hex'));
   });
 
   it('rides out 30 s without the object store: retries, no crash, no lost steps', async () => {
