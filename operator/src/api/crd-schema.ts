@@ -106,11 +106,14 @@ const dflt = (path: string, schema: Schema): Schema => withDefault(schema, path)
 const quantity = (description: string, rules: ValidationRule[] = []): Schema => ({
   description: `${description} An integer or a number with a K, M, B or T suffix (6T, 75B, 500M).`,
   'x-kubernetes-int-or-string': true,
-  anyOf: [
-    { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: QUANTITY_PATTERN, maxLength: 24 },
+  maxLength: 24,
+  'x-kubernetes-validations': [
+    {
+      rule: `type(self) == int ? self >= 0 : (self.matches('${QUANTITY_PATTERN.replaceAll('\\', '\\\\')}'))`,
+      messageExpression: `string(self) + ' is not a token quantity; write an integer or a number with K, M, B or T (e.g. 6T, 75B, 500M)'`,
+    },
+    ...rules,
   ],
-  ...(rules.length > 0 ? { 'x-kubernetes-validations': rules } : {}),
 });
 const positive: ValidationRule = {
   rule: "type(self) == int ? self > 0 : !self.matches('^0*(\\\\.0*)?[KMBT]?$')",
@@ -278,7 +281,13 @@ const resourceList = (description: string): Schema =>
     {
       description: 'A Kubernetes quantity (e.g. 64Gi, 16, 500m).',
       'x-kubernetes-int-or-string': true,
-      anyOf: [{ type: 'integer' }, { type: 'string', pattern: K8S_QUANTITY }],
+      maxLength: 64,
+      'x-kubernetes-validations': [
+        {
+          rule: `type(self) == int || self.matches('${K8S_QUANTITY.replaceAll('\\', '\\\\')}')`,
+          message: 'must be a Kubernetes quantity such as 64Gi, 16 or 500m',
+        },
+      ],
     },
     {
       maxProperties: 16,
@@ -589,8 +598,7 @@ const runSpec = obj(
       'x-kubernetes-validations': [
         {
           rule: 'self.all(s, self.exists_one(t, t.name == s.name))',
-          messageExpression:
-            "'stage names must be unique; repeated: ' + self.filter(s, !self.exists_one(t, t.name == s.name)).map(s, s.name).join(', ')",
+          message: 'stage names must be unique',
         },
         {
           rule: '!has(self[0].adjust)',
@@ -608,8 +616,7 @@ const runSpec = obj(
     'x-kubernetes-validations': [
       {
         rule: 'self.stages.all(s, s.mixture.all(k, k in self.datasets))',
-        messageExpression:
-          "'mixture of stage ' + self.stages.filter(s, !s.mixture.all(k, k in self.datasets))[0].name + ' names undeclared datasets: ' + self.stages.filter(s, !s.mixture.all(k, k in self.datasets))[0].mixture.filter(k, !(k in self.datasets)).join(', ') + '; declare them in spec.datasets'",
+        message: 'every stage mixture key must name a dataset declared in spec.datasets',
         fieldPath: '.stages',
       },
       {
@@ -620,7 +627,7 @@ const runSpec = obj(
       {
         rule: '!has(self.evaluation) || !has(self.evaluation.heldOutLoss) || self.evaluation.heldOutLoss.all(d, d in self.datasets)',
         messageExpression:
-          "'evaluation.heldOutLoss names undeclared datasets: ' + self.evaluation.heldOutLoss.filter(d, !(d in self.datasets)).join(', ')",
+          "'evaluation.heldOutLoss names ' + self.evaluation.heldOutLoss.filter(d, !(d in self.datasets))[0] + ', which is not declared in spec.datasets'",
         fieldPath: '.evaluation.heldOutLoss',
       },
       {
@@ -870,7 +877,7 @@ function crd(
               {
                 apiVersion: str(`${API_VERSION}.`),
                 kind: str(`${names.kind}.`),
-                metadata: { type: 'object', description: 'Standard object metadata.' },
+                metadata: { type: 'object' },
                 spec,
                 status,
               },
