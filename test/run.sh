@@ -82,7 +82,8 @@ tier_integration() {
 }
 
 tier_servers() {
-  trap stop_servers EXIT
+  local sleeper=
+  trap 'stop_servers; [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM HUP
   start_servers || exit 1
@@ -94,7 +95,10 @@ tier_servers() {
     echo "export SMOLSTAGE_NVCC=$SMOLSTAGE_NVCC"
   } | tee "$servers_state/exports"
   echo "# Press Ctrl-C to stop them."
-  while true; do sleep 3600; done
+  # wait (unlike a foreground sleep) returns as soon as a signal arrives, so the trap runs at once.
+  sleep infinity &
+  sleeper=$!
+  wait "$sleeper"
 }
 
 # run_script TIER PATH: runs a script another part owns, or fails saying it does not exist yet.

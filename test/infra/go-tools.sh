@@ -28,7 +28,7 @@ build_tool() {
     [ -x "$dir/bin/${spec#*:}" ] || missing+=("$spec")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  require_command go "install Go >= 1.26 (Debian: apt-get install golang, or https://go.dev/doc/install) and put it on PATH"
+  require_command go "install Go >= 1.26 (https://go.dev/doc/install; Debian 12's golang package is too old) and put it on PATH"
   mkdir -p "$dir/bin.tmp"
   for spec in "${missing[@]}"; do
     pkg=${spec%%:*}
