@@ -135,11 +135,24 @@ export function readHFConfig(dir: string): ModelConfig {
   return native.readHFConfig(dir);
 }
 
+/** Copies typed arrays so the caller may reuse its buffer while the call waits in the queue. */
+function snapshot<T>(tokens: T): T {
+  return (tokens instanceof Uint32Array ? tokens.slice() : tokens) as T;
+}
+
 export class Trainer {
   readonly #native: NativeTrainerInstance;
+  // Calls run one at a time in call order (the native side only guarantees mutual exclusion).
+  #tail: Promise<unknown> = Promise.resolve();
 
   private constructor(n: NativeTrainerInstance) {
     this.#native = n;
+  }
+
+  #enqueue<T>(call: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(call);
+    this.#tail = run.catch(() => undefined);
+    return run;
   }
 
   /** Validates the options and initializes weights HF-style from `seed` (synchronous). */
@@ -153,22 +166,27 @@ export class Trainer {
    * microBatchSize micro-batches.
    */
   step(tokens: Uint32Array, o: BatchShape): Promise<StepResult> {
-    return this.#native.step(tokens, o);
+    tokens = snapshot(tokens);
+    return this.#enqueue(() => this.#native.step(tokens, o));
   }
 
   /** Mean loss over batchSize rows of seqLen + 1 ids, without gradients. */
   evalLoss(tokens: Uint32Array, o: { batchSize: number; seqLen: number }): Promise<number> {
-    return this.#native.evalLoss(tokens, o);
+    tokens = snapshot(tokens);
+    return this.#enqueue(() => this.#native.evalLoss(tokens, o));
   }
 
   /** Summed log-likelihood of each choice's tokens following the context. */
   scoreChoices(context: Uint32Array, choices: Uint32Array[]): Promise<number[]> {
-    return this.#native.scoreChoices(context, choices);
+    context = snapshot(context);
+    choices = Array.isArray(choices) ? choices.map(snapshot) : choices;
+    return this.#enqueue(() => this.#native.scoreChoices(context, choices));
   }
 
   /** Logits [batchSize · seqLen, vocab] for batchSize rows of seqLen input ids. */
   logits(tokens: Uint32Array, o: { batchSize: number; seqLen: number }): Promise<Float32Array> {
-    return this.#native.logits(tokens, o);
+    tokens = snapshot(tokens);
+    return this.#enqueue(() => this.#native.logits(tokens, o));
   }
 
   /** Gradients of the mean loss (before clipping) by HF tensor name, without updating weights. */
@@ -176,35 +194,39 @@ export class Trainer {
     tokens: Uint32Array,
     o: BatchShape,
   ): Promise<{ loss: number; grads: Record<string, Float32Array> }> {
-    return this.#native.gradients(tokens, o);
+    tokens = snapshot(tokens);
+    return this.#enqueue(() => this.#native.gradients(tokens, o));
   }
 
   /** A copy of the fp32 weights by HF tensor name. */
   parameters(): Promise<Record<string, Float32Array>> {
-    return this.#native.parameters();
+    return this.#enqueue(() => this.#native.parameters());
   }
 
   /** Writes model.safetensors, optimizer.bin and config.json into `dir` (created if needed). */
   saveState(dir: string): Promise<void> {
-    return this.#native.saveState(dir);
+    return this.#enqueue(() => this.#native.saveState(dir));
   }
 
   /** Restores weights, AdamW moments, step count and RNG from a saveState directory. */
   loadState(dir: string): Promise<void> {
-    return this.#native.loadState(dir);
+    return this.#enqueue(() => this.#native.loadState(dir));
   }
 
   /** Writes a transformers-loadable model directory (model.safetensors + config.json). */
   exportHF(dir: string): Promise<void> {
-    return this.#native.exportHF(dir);
+    return this.#enqueue(() => this.#native.exportHF(dir));
   }
 
   /** Loads weights from an HF directory (F32/BF16/F16); optimizer state and step are kept. */
   importHF(dir: string): Promise<void> {
-    return this.#native.importHF(dir);
+    return this.#enqueue(() => this.#native.importHF(dir));
   }
 
-  /** Changes the RoPE base for subsequent calls (long-context stage boundary). */
+  /**
+   * Changes the RoPE base (long-context stage boundary). It applies from the next native call to
+   * start, so call it while no call is pending.
+   */
   setRopeTheta(theta: number): void {
     this.#native.setRopeTheta(theta);
   }
