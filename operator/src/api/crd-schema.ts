@@ -66,6 +66,13 @@ const K8S_QUANTITY = '^[+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+|[KMGTP
 
 type Extra = Omit<Schema, 'type' | 'description'>;
 
+/** A pattern checked by CEL so the rejection explains itself instead of quoting a regex. */
+const matching = (pattern: string, message: string): Pick<Schema, 'x-kubernetes-validations'> => ({
+  'x-kubernetes-validations': [{ rule: `self.matches('${pattern.replaceAll('\\', '\\\\')}')`, message }],
+});
+const NAME_HELP = "lowercase letters, digits and '-', starting and ending with a letter or digit";
+const URI_MESSAGE = 'must be an s3://bucket/path URI or an absolute path';
+
 function withDefault(schema: Schema, path: string | undefined): Schema {
   if (path === undefined) return schema;
   const entry = SPEC_DEFAULTS.find(([p]) => p === path);
@@ -127,7 +134,13 @@ const weights = (description: string, extra: Extra = {}): Schema =>
 const comparatorProps: Record<string, Schema> = {
   metric: str(
     'Metric name: train.loss, eval.<dataset>.loss, eval.<task>.acc or eval.<task>.acc_norm (as written by the worker).',
-    { pattern: METRIC, maxLength: 128 },
+    {
+      maxLength: 128,
+      ...matching(
+        METRIC,
+        'metric names look like train.loss, eval.<dataset>.loss, eval.<task>.acc or eval.<task>.acc_norm',
+      ),
+    },
   ),
   above: num('Holds when the metric is strictly above this value.'),
   atLeast: num('Holds when the metric is at or above this value.'),
@@ -155,8 +168,8 @@ const promotionCondition = obj(
 
 const stageTemplateProps: Record<string, Schema> = {
   name: str('Stage name, unique in the run; used in object names, labels and storage keys.', {
-    pattern: DNS_LABEL,
     maxLength: NameLimits.stage,
+    ...matching(DNS_LABEL, `stage names use ${NAME_HELP}`),
   }),
   tokens: quantity('Token budget of the stage (its planned length; the LR schedule is laid out from it).', [
     positive,
@@ -235,7 +248,10 @@ const stageTemplateProps: Record<string, Schema> = {
   startFrom: obj(
     'Branch: start from a checkpoint of an earlier stage instead of where the previous stage ended (e.g. long-context extension from before the end of the decay).',
     {
-      stage: str('The earlier stage.', { pattern: DNS_LABEL, maxLength: NameLimits.stage }),
+      stage: str('The earlier stage.', {
+        maxLength: NameLimits.stage,
+        ...matching(DNS_LABEL, `stage names use ${NAME_HELP}`),
+      }),
       tokensBeforeEnd: quantity(
         'Use that stage’s newest committed checkpoint at least this many tokens before its end (default 0: its end).',
       ),
@@ -331,7 +347,12 @@ const runSpec = obj(
         }),
         initFrom: obj(
           'Initialize from Hugging Face safetensors instead of random weights.',
-          { uri: str(`Directory of the model: ${URI_HELP}.`, { pattern: URI, maxLength: 1024 }) },
+          {
+            uri: str(`Directory of the model: ${URI_HELP}.`, {
+              maxLength: 1024,
+              ...matching(URI, URI_MESSAGE),
+            }),
+          },
           { required: ['uri'] },
         ),
       },
@@ -343,17 +364,31 @@ const runSpec = obj(
     ),
     tokenizer: obj(
       'The tokenizer (Hugging Face tokenizer.json) the datasets were prepared with.',
-      { uri: str(`Location of tokenizer.json: ${URI_HELP}.`, { pattern: URI, maxLength: 1024 }) },
+      {
+        uri: str(`Location of tokenizer.json: ${URI_HELP}.`, {
+          maxLength: 1024,
+          ...matching(URI, URI_MESSAGE),
+        }),
+      },
       { required: ['uri'] },
     ),
     storage: obj(
       'The S3-compatible bucket that holds checkpoints, metrics, control requests and exports.',
       {
         endpoint: str('Endpoint URL, e.g. http://minio.minio.svc:9000.', {
-          pattern: '^https?://[^\\s/]+(/\\S*)?$',
+          ...matching(
+            '^https?://[^\\s/]+(/\\S*)?$',
+            'endpoint must be an http:// or https:// URL such as http://minio.minio.svc:9000',
+          ),
           maxLength: 512,
         }),
-        bucket: str('Bucket name.', { pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' }),
+        bucket: str('Bucket name.', {
+          maxLength: 63,
+          ...matching(
+            '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$',
+            'bucket names are 3-63 lowercase letters, digits, dots and hyphens',
+          ),
+        }),
         region: dflt('storage.region', str('Region sent in signatures.', { maxLength: 64 })),
         prefix: dflt(
           'storage.prefix',
@@ -390,7 +425,12 @@ const runSpec = obj(
       'Prepared token-shard datasets by name (smolstage data prepare). Stages mix them by name.',
       obj(
         'One dataset.',
-        { uri: str(`Directory holding manifest.json: ${URI_HELP}.`, { pattern: URI, maxLength: 1024 }) },
+        {
+          uri: str(`Directory holding manifest.json: ${URI_HELP}.`, {
+            maxLength: 1024,
+            ...matching(URI, URI_MESSAGE),
+          }),
+        },
         { required: ['uri'] },
       ),
       {
@@ -511,12 +551,12 @@ const runSpec = obj(
           'The decay phase; without it the LR stays at its peak after warmup.',
           {
             startsAtStage: str('The stage whose first step starts the decay.', {
-              pattern: DNS_LABEL,
               maxLength: NameLimits.stage,
+              ...matching(DNS_LABEL, `stage names use ${NAME_HELP}`),
             }),
             endsAtStage: str(
               'The last stage the decay spans (default startsAtStage); the decay lasts the planned steps of those stages.',
-              { pattern: DNS_LABEL, maxLength: NameLimits.stage },
+              { maxLength: NameLimits.stage, ...matching(DNS_LABEL, `stage names use ${NAME_HELP}`) },
             ),
             shape: dflt('schedule.decay.shape', str('Decay curve.', { enum: [...DECAY_SHAPES] })),
             minLr: dflt('schedule.decay.minLr', num('LR at the end of the decay.', { minimum: 0 })),
@@ -556,8 +596,14 @@ const runSpec = obj(
             obj(
               'A task: a JSONL file of {context, choices, gold}.',
               {
-                name: str('Task name used in metric names.', { pattern: DNS_LABEL, maxLength: 40 }),
-                uri: str(`Location of the JSONL file: ${URI_HELP}.`, { pattern: URI, maxLength: 1024 }),
+                name: str('Task name used in metric names.', {
+                  maxLength: 40,
+                  ...matching(DNS_LABEL, `task names use ${NAME_HELP}`),
+                }),
+                uri: str(`Location of the JSONL file: ${URI_HELP}.`, {
+                  maxLength: 1024,
+                  ...matching(URI, URI_MESSAGE),
+                }),
               },
               { required: ['name', 'uri'] },
             ),

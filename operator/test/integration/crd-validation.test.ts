@@ -1,0 +1,427 @@
+/**
+ * The TrainingRun and Stage CRDs on the real kube-apiserver: the examples are accepted (and the
+ * server's defaults equal the operator's), invalid runs are rejected at admission with messages
+ * a user understands, and what the schema cannot express is reported by validateRun.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  ApiException,
+  ApiextensionsV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  loadYaml,
+  type V1CustomResourceDefinition,
+} from '@kubernetes/client-node';
+import { parse } from 'yaml';
+import { withDefaults } from '../../src/api/defaults.js';
+import { CRD_FILES } from '../../src/api/generate-crds.js';
+import {
+  API_VERSION,
+  GROUP,
+  type Stage,
+  StageKind,
+  type TrainingRun,
+  TrainingRunKind,
+  VERSION,
+} from '../../src/api/types.js';
+import { validateRun } from '../../src/api/validate.js';
+import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
+import {
+  createNamespace,
+  deleteNamespace,
+  eventually,
+  REPO_ROOT,
+  testClient,
+  testKubeConfig,
+} from './support/kube.js';
+
+const quickstart = (): TrainingRun =>
+  parse(readFileSync(join(REPO_ROOT, 'examples/quickstart.yaml'), 'utf8')) as TrainingRun;
+
+function defined<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`the quickstart example has no ${what}`);
+  return value;
+}
+const stage = (r: TrainingRun, i: number) => defined(r.spec.stages[i], `stage ${i}`);
+const promotionOf = (r: TrainingRun) => defined(stage(r, 1).promotion, 'promotion in stage 1');
+const firstCondition = (r: TrainingRun) => defined(promotionOf(r).anyOf?.[0], 'anyOf condition');
+const firstAdjust = (r: TrainingRun) => defined(stage(r, 1).adjust?.[0], 'adjust rule');
+const decayOf = (r: TrainingRun) => defined(r.spec.schedule?.decay, 'decay');
+const evaluationOf = (r: TrainingRun) => defined(r.spec.evaluation, 'evaluation');
+const tasksOf = (r: TrainingRun) => defined(evaluationOf(r).tasks, 'tasks');
+const datasetOf = (r: TrainingRun, name: string) => defined(r.spec.datasets[name], `dataset ${name}`);
+
+/** A variant of the quickstart run with one thing wrong, and what the API server must say. */
+const invalid: [string, (run: TrainingRun) => void, RegExp][] = [
+  [
+    'negative mixture weight',
+    (r) => {
+      stage(r, 0).mixture.prose = -0.1;
+    },
+    /mixture\.prose: Invalid value: -0\.1: .*greater than or equal to 0/,
+  ],
+  [
+    'all-zero mixture',
+    (r) => {
+      stage(r, 0).mixture = { prose: 0, code: 0 };
+    },
+    /stage warmup: mixture weights must not all be zero/,
+  ],
+  [
+    'duplicate stage names',
+    (r) => {
+      stage(r, 1).name = 'warmup';
+    },
+    /stage names must be unique/,
+  ],
+  [
+    'mixture names an undeclared dataset',
+    (r) => {
+      stage(r, 0).mixture.wiki = 0.5;
+    },
+    /every stage mixture key must name a dataset declared in spec\.datasets/,
+  ],
+  [
+    'zero token budget',
+    (r) => {
+      stage(r, 0).tokens = '0B';
+    },
+    /tokens: .*must be a positive number of tokens/,
+  ],
+  [
+    'malformed token quantity',
+    (r) => {
+      stage(r, 0).tokens = '6 trillion';
+    },
+    /6 trillion is not a token quantity; write an integer or a number with K, M, B or T/,
+  ],
+  [
+    'anyOf and allOf together',
+    (r) => {
+      promotionOf(r).allOf = [{ metric: 'eval.math.loss', below: 1 }];
+    },
+    /set either anyOf or allOf, not both/,
+  ],
+  [
+    'threshold with two comparators',
+    (r) => {
+      firstCondition(r).atMost = 0.9;
+    },
+    /condition on eval\.arithmetic\.acc must set exactly one of above, atLeast, below or atMost/,
+  ],
+  [
+    'threshold with no comparator',
+    (r) => {
+      promotionOf(r).anyOf = [{ metric: 'eval.arithmetic.acc' }];
+    },
+    /must set exactly one of above, atLeast, below or atMost/,
+  ],
+  [
+    'malformed metric name',
+    (r) => {
+      firstCondition(r).metric = 'arithmetic accuracy';
+    },
+    /metric names look like train\.loss, eval\.<dataset>\.loss, eval\.<task>\.acc/,
+  ],
+  [
+    'maxTokens without conditions',
+    (r) => {
+      stage(r, 0).promotion = { maxTokens: '1M' };
+    },
+    /maxTokens caps metric conditions: set anyOf or allOf, or remove maxTokens/,
+  ],
+  [
+    'adjust rule without an action',
+    (r) => {
+      stage(r, 1).adjust = [{ when: { metric: 'eval.code.loss', above: 4 } }];
+    },
+    /an adjust rule needs set, scale or add/,
+  ],
+  [
+    'adjust rule names an undeclared dataset',
+    (r) => {
+      firstAdjust(r).scale = { wiki: 2 };
+    },
+    /adjust rules must only name datasets declared in spec\.datasets/,
+  ],
+  [
+    'adjust rules on the first stage',
+    (r) => {
+      stage(r, 0).adjust = [{ when: { metric: 'eval.code.loss', above: 4 }, scale: { code: 2 } }];
+    },
+    /the first stage cannot have adjust rules: there are no metrics before it/,
+  ],
+  [
+    'held-out loss of an undeclared dataset',
+    (r) => {
+      evaluationOf(r).heldOutLoss = ['prose', 'wiki'];
+    },
+    /evaluation\.heldOutLoss names wiki, which is not declared in spec\.datasets/,
+  ],
+  [
+    'decay starting at an unknown stage',
+    (r) => {
+      decayOf(r).startsAtStage = 'cooldown';
+    },
+    /schedule\.decay\.startsAtStage cooldown is not a stage of this run/,
+  ],
+  [
+    'startFrom an unknown stage',
+    (r) => {
+      stage(r, 2).startFrom = { stage: 'nowhere' };
+    },
+    /startFrom\.stage must name another stage of this run/,
+  ],
+  [
+    'GPU in resources instead of gpusPerNode',
+    (r) => {
+      r.spec.trainer.resources = { limits: { 'nvidia.com/gpu': '8' } };
+    },
+    /do not set nvidia\.com\/gpu here: it comes from spec\.trainer\.gpusPerNode/,
+  ],
+  [
+    'run name too long for pod names',
+    (r) => {
+      r.metadata.name = 'a-very-long-training-run-name-over-30';
+    },
+    /metadata\.name must be at most 30 lowercase letters/,
+  ],
+  [
+    'stage name with capitals',
+    (r) => {
+      stage(r, 0).name = 'Warmup';
+    },
+    /stage names use lowercase letters, digits and '-'/,
+  ],
+  [
+    'missing credentials secret',
+    (r) => {
+      delete (r.spec.storage as Partial<TrainingRun['spec']['storage']>).credentialsSecret;
+    },
+    /spec\.storage\.credentialsSecret: Required value/,
+  ],
+  [
+    'unknown model preset',
+    (r) => {
+      r.spec.model.preset = 'gpt-5' as never;
+    },
+    /spec\.model\.preset: Unsupported value: "gpt-5": supported values: "smollm2-135m"/,
+  ],
+  [
+    'storage endpoint that is not a URL',
+    (r) => {
+      r.spec.storage.endpoint = 'minio:9000';
+    },
+    /spec\.storage\.endpoint: .*endpoint must be an http:\/\/ or https:\/\/ URL/,
+  ],
+  [
+    'mixture bounds with min above max',
+    (r) => {
+      stage(r, 1).mixtureBounds = { min: 0.5, max: 0.4 };
+    },
+    /mixtureBounds: Invalid value: .*min must not exceed max/,
+  ],
+  [
+    'toleration Exists with a value',
+    (r) => {
+      r.spec.trainer.tolerations = [{ key: 'gpu', operator: 'Exists', value: 'yes' }];
+    },
+    /a toleration with operator Exists must not set value/,
+  ],
+  [
+    'retry backoff above its cap',
+    (r) => {
+      r.spec.trainer.retryBackoffSeconds = 900;
+    },
+    /trainer\.retryBackoffSeconds must not exceed trainer\.maxRetryBackoffSeconds/,
+  ],
+  [
+    'duplicate task names',
+    (r) => {
+      tasksOf(r).push({ name: 'arithmetic', uri: 's3://x/y.jsonl' });
+    },
+    /task names must be unique/,
+  ],
+  [
+    'dataset URI that is neither s3:// nor absolute',
+    (r) => {
+      datasetOf(r, 'prose').uri = 'datasets/prose';
+    },
+    /must be an s3:\/\/bucket\/path URI or an absolute path/,
+  ],
+  [
+    'dataset name with an underscore',
+    (r) => {
+      r.spec.datasets.my_data = { uri: 's3://d/x/' };
+    },
+    /dataset names must be at most 40 lowercase letters, digits and '-'/,
+  ],
+];
+
+/** Accepted by the schema, but validateRun (Ready=False) must explain the problem. */
+const operatorRejects: [string, (run: TrainingRun) => void, RegExp][] = [
+  [
+    'maxTokens below the budget',
+    (r) => {
+      promotionOf(r).maxTokens = '300K';
+    },
+    /maxTokens 300K is below the stage's tokens 400K/,
+  ],
+  [
+    'a promotion metric the worker never measures',
+    (r) => {
+      firstCondition(r).metric = 'eval.mmlu.acc';
+    },
+    /'eval\.mmlu\.acc' is never measured: add a task named 'mmlu'/,
+  ],
+  [
+    'batch geometry that does not divide',
+    (r) => {
+      r.spec.batch.globalBatchTokens = 3000;
+    },
+    /globalBatchTokens 3000 is not a multiple of sequenceLength 128 × microBatchSize 16 × 1 devices/,
+  ],
+  [
+    'startFrom a later stage',
+    (r) => {
+      stage(r, 1).startFrom = { stage: 'decay' };
+    },
+    /startFrom\.stage 'decay' must be a stage before math/,
+  ],
+];
+
+/**
+ * Creates or replaces the CRDs from crds/*.yaml. The typed client serializes by attribute name,
+ * so the YAML's JSON keys (x-kubernetes-int-or-string, x-kubernetes-validations, ...) must be
+ * deserialized into model attributes first (loadYaml does) or they are silently dropped.
+ */
+async function applySmolstageCrds(kc: KubeConfig): Promise<void> {
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  for (const [file] of CRD_FILES) {
+    const body = loadYaml<V1CustomResourceDefinition>(readFileSync(join(REPO_ROOT, 'crds', file), 'utf8'));
+    const name = body.metadata?.name as string;
+    try {
+      const existing = await api.readCustomResourceDefinition({ name });
+      body.metadata = { ...body.metadata, resourceVersion: existing.metadata?.resourceVersion };
+      await api.replaceCustomResourceDefinition({ name, body });
+    } catch (error) {
+      if (!(error instanceof ApiException) || error.code !== 404) throw error;
+      await api.createCustomResourceDefinition({ body });
+    }
+    await eventually(async () => {
+      const current = await api.readCustomResourceDefinition({ name });
+      return current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')
+        ? true
+        : undefined;
+    }, `CRD ${name} to be established`);
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body = typeof error.body === 'string' ? error.body : JSON.stringify(error.body);
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      return body;
+    }
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+describe('CRD validation on the real API server', () => {
+  let client: KubeClient;
+  let api: CustomObjectsApi;
+  let namespace: string;
+
+  before(async () => {
+    const kc = testKubeConfig();
+    await applySmolstageCrds(kc);
+    client = testClient();
+    api = kc.makeApiClient(CustomObjectsApi);
+    namespace = await createNamespace(client, 'crd-validation');
+  });
+
+  after(async () => {
+    if (namespace !== undefined) await deleteNamespace(client, namespace);
+  });
+
+  const create = (run: TrainingRun, dryRun = true) =>
+    api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: TrainingRunKind.plural,
+      body: run,
+      ...(dryRun ? { dryRun: 'All' } : {}),
+    }) as Promise<TrainingRun>;
+
+  for (const file of ['quickstart.yaml', 'smollm2-run.yaml']) {
+    it(`accepts examples/${file}, and the server's defaults are the operator's`, async () => {
+      const run = parse(readFileSync(join(REPO_ROOT, 'examples', file), 'utf8')) as TrainingRun;
+      const stored = await create(run, false);
+      assert.equal(stored.metadata.name, run.metadata.name);
+      assert.deepEqual(stored.spec, withDefaults(run.spec));
+      assert.deepEqual(validateRun(stored), []);
+    });
+  }
+
+  for (const [name, mutate, message] of invalid) {
+    it(`rejects: ${name}`, async () => {
+      const run = quickstart();
+      mutate(run);
+      const error = await create(run).then(
+        () => assert.fail('the API server accepted an invalid run'),
+        (e: unknown) => e,
+      );
+      assert.equal((error as ApiException<unknown>).code, 422, messageOf(error));
+      assert.match(messageOf(error), message);
+    });
+  }
+
+  for (const [name, mutate, message] of operatorRejects) {
+    it(`admits but marks Ready=False: ${name}`, async () => {
+      const run = quickstart();
+      run.metadata.name = 'not-ready';
+      mutate(run);
+      const stored = await create(run);
+      const problems = validateRun(stored);
+      assert.ok(
+        problems.some((p) => message.test(p)),
+        problems.join('\n') || '(no problems)',
+      );
+    });
+  }
+
+  it('a Stage keeps its run, index and name once created', async () => {
+    const run = quickstart();
+    const stageObject: Stage = {
+      apiVersion: API_VERSION,
+      kind: 'Stage',
+      metadata: { name: 'quickstart-math' },
+      spec: { ...stage(run, 1), runName: 'quickstart', index: 1 },
+    };
+    const stages = { group: GROUP, version: VERSION, namespace, plural: StageKind.plural };
+    await api.createNamespacedCustomObject({ ...stages, body: stageObject });
+    const current = (await api.getNamespacedCustomObject({ ...stages, name: 'quickstart-math' })) as Stage;
+    current.spec.mixture = { prose: 0.2, math: 0.8 };
+    await api.replaceNamespacedCustomObject({ ...stages, name: 'quickstart-math', body: current });
+    const edited = (await api.getNamespacedCustomObject({ ...stages, name: 'quickstart-math' })) as Stage;
+    assert.deepEqual(
+      edited.spec.mixture,
+      { prose: 0.2, math: 0.8 },
+      'a Stage that has not started can be edited',
+    );
+    edited.spec.index = 5;
+    const error = await api
+      .replaceNamespacedCustomObject({ ...stages, name: 'quickstart-math', body: edited })
+      .then(
+        () => assert.fail('index changed'),
+        (e: unknown) => e,
+      );
+    assert.match(messageOf(error), /index is immutable/);
+  });
+});
