@@ -127,20 +127,22 @@ tier_demo() {
 }
 
 tier_all() {
-  local tier results=() failed=0 start
+  local tier results=() passed=0 failed=0 start
   for tier in unit integration parity; do
     start=$SECONDS
     echo "===== $tier ====="
     if (tier_"$tier"); then
       results+=("PASS  $tier ($((SECONDS - start))s)")
+      passed=$((passed + 1))
     else
       results+=("FAIL  $tier ($((SECONDS - start))s)")
-      failed=1
+      failed=$((failed + 1))
     fi
   done
   echo "===== summary ====="
   printf '%s\n' "${results[@]}"
-  return $failed
+  echo "tiers: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
 }
 
 case ${1:-} in

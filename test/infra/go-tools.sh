@@ -7,7 +7,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# go build uses at most 2 package jobs: the machine has 2 cores shared with other work.
+# go build uses at most 2 package jobs: the machine has 2 cores shared with other work. The
+# builds run with -mod=readonly, so a go.sum that lacks an entry fails instead of re-resolving.
 go_build_flags=(-p 2 -trimpath)
 
 # Prints the cache folder for one tool module.
@@ -34,7 +35,7 @@ build_tool() {
     pkg=${spec%%:*}
     bin=${spec#*:}
     log "building $bin $version from the Go module proxy (slow the first time; cached in $dir)"
-    (cd "$mod" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice go build "${go_build_flags[@]}" -ldflags "$ldflags" -o "$dir/bin.tmp/$bin" "$pkg") ||
+    (cd "$mod" && CGO_ENABLED=0 GOFLAGS=-mod=readonly nice go build "${go_build_flags[@]}" -ldflags "$ldflags" -o "$dir/bin.tmp/$bin" "$pkg") ||
       die "go build of $pkg failed (see the output above); check network access to the Go module proxy"
   done
   mkdir -p "$dir/bin"
