@@ -50,7 +50,7 @@ test('quickstart → train-tokenizer → prepare → verify, end to end through 
   result = await capture(t, ['verify', '--tokenizer', join(dir, 'tokenizer.json'), join(dir, 'math')]);
   assert.equal(result.code, 0, result.err);
   assert.match(result.out, /: ok — \d+ tokens, 200 documents/);
-  const task = (await readFile(join(dir, 'arithmetic-mc.jsonl'), 'utf8')).trim().split('\n');
+  const task = (await readFile(join(dir, 'evals', 'arithmetic.jsonl'), 'utf8')).trim().split('\n');
   assert.equal(task.length, 20);
 });
 

@@ -218,9 +218,9 @@ async function quickstartCommand(argv: string[]): Promise<number> {
   const { corpora, task } = generateQuickstart(documents, seed, taskItems);
   const store = new LocalStore(resolve(out));
   for (const [name, content] of Object.entries(corpora)) await store.put(join('corpora', name), content);
-  await store.put('arithmetic-mc.jsonl', formatTask(task));
+  await store.put('evals/arithmetic.jsonl', formatTask(task));
   console.log(
-    `wrote ${out}/corpora/{prose,code,math}.jsonl (${documents} documents each) and ${out}/arithmetic-mc.jsonl (${task.length} items)`,
+    `wrote ${out}/corpora/{prose,code,math}.jsonl (${documents} documents each) and ${out}/evals/arithmetic.jsonl (${task.length} items)`,
   );
   return 0;
 }
