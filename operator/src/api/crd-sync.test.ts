@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { withFieldTables } from './crd-reference.js';
 import { type Schema, stageCrd, trainingRunCrd } from './crd-schema.js';
 import { SPEC_DEFAULTS } from './defaults.js';
-import { CRD_DIR, CRD_FILES, renderCrdYaml } from './generate-crds.js';
+import { CRD_DIR, CRD_FILES, CRD_REFERENCE, renderCrdYaml } from './generate-crds.js';
 import type { Stage, TrainingRun } from './types.js';
 
 type DeepRequired<T> = T extends (infer U)[]
@@ -274,6 +275,17 @@ describe('CRDs and TypeScript types', () => {
       assert.equal(readFileSync(join(CRD_DIR, file), 'utf8'), renderCrdYaml(definition));
     });
   }
+
+  it('docs/crd-reference.md has the current field tables (run generate-crds.ts)', () => {
+    const document = readFileSync(CRD_REFERENCE, 'utf8');
+    assert.equal(
+      document,
+      withFieldTables(
+        document,
+        CRD_FILES.map(([, d]) => d),
+      ),
+    );
+  });
 
   it('TrainingRun: the fully populated typed fixture has exactly the CRD fields', () => {
     assert.deepEqual(drift(rootSchema(trainingRunCrd), fullRun, ''), []);

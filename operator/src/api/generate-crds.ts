@@ -1,15 +1,17 @@
 /**
- * Renders the CRDs in crd-schema.ts to `crds/*.yaml`. Run after changing the schema:
+ * Renders the CRDs in crd-schema.ts to `crds/*.yaml` and the field tables of docs/crd-reference.md. Run after changing the schema:
  *   node --import tsx operator/src/api/generate-crds.ts
  * crd-sync.test.ts fails when the committed files differ from what this writes.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { withFieldTables } from './crd-reference.js';
 import { type CustomResourceDefinition, stageCrd, trainingRunCrd } from './crd-schema.js';
 
 export const CRD_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../crds');
+export const CRD_REFERENCE = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/crd-reference.md');
 
 export const CRD_FILES: [string, CustomResourceDefinition][] = [
   ['trainingruns.smolstage.dev.yaml', trainingRunCrd],
@@ -27,4 +29,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     writeFileSync(join(CRD_DIR, file), renderCrdYaml(definition));
     console.log(`wrote crds/${file}`);
   }
+  const reference = readFileSync(CRD_REFERENCE, 'utf8');
+  writeFileSync(
+    CRD_REFERENCE,
+    withFieldTables(
+      reference,
+      CRD_FILES.map(([, definition]) => definition),
+    ),
+  );
+  console.log('updated the field tables of docs/crd-reference.md');
 }
