@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { LocalStore } from '../storage/local-store.js';
@@ -67,7 +67,8 @@ function hashOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
-async function listLocalFiles(path: string): Promise<string[]> {
+/** Every file under `path` (or `path` itself), skipping hidden files and the `exclude` directories. */
+async function listLocalFiles(path: string, exclude: string[]): Promise<string[]> {
   let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
@@ -77,7 +78,8 @@ async function listLocalFiles(path: string): Promise<string[]> {
   if (!info.isDirectory()) return [path];
   const entries = (await readdir(path, { recursive: true, withFileTypes: true }))
     .filter((e) => e.isFile() && !e.name.startsWith('.'))
-    .map((e) => join(e.parentPath, e.name))
+    .map((e) => resolve(e.parentPath, e.name))
+    .filter((file) => !exclude.some((dir) => file.startsWith(`${dir}${sep}`)))
     .sort();
   if (entries.length === 0)
     throw new DataInputError(`input directory ${path} holds no files; check the path`);
@@ -89,13 +91,15 @@ export async function resolveInputs(
   inputs: string[],
   workDir: string,
   env: NodeJS.ProcessEnv,
+  exclude: string[] = [],
 ): Promise<ResolvedInput[]> {
   const resolved: ResolvedInput[] = [];
   for (const input of inputs) {
     const location = parseLocation(input);
     if (location.kind === 'local') {
-      for (const path of await listLocalFiles(location.path))
+      for (const path of await listLocalFiles(location.path, exclude)) {
         resolved.push({ uri: resolve(path), localPath: resolve(path) });
+      }
       continue;
     }
     const store = s3Store(location, env, '');
@@ -159,6 +163,9 @@ async function runWorkers(
         const worker = new Worker(url, { workerData: setup, execArgv });
         workers.push(worker);
         worker.on('error', fail);
+        worker.on('exit', (code) => {
+          if (code !== 0) fail(new Error(`a prepare worker thread exited with code ${code}`));
+        });
         worker.on('message', (message: WorkerMessage) => {
           if (message.type === 'progress') onProgress(message.bytes, message.tokens);
           else if (message.type === 'failed')
@@ -264,7 +271,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const remote = output.kind === 's3' ? s3Store(output, env, output.prefix) : null;
   const published: ObjectStore = remote ?? staging;
 
-  const inputs = await resolveInputs(options.inputs, workDir, env);
+  // An output or work directory inside an input directory must not be read back as input.
+  const inputs = await resolveInputs(options.inputs, workDir, env, [stagingDir, resolve(workDir)]);
   const tasks: UnitTask[] = [];
   for (const [fileIndex, input] of inputs.entries()) {
     const units: WorkUnit[] = await planUnits(input.localPath, {
