@@ -14,6 +14,7 @@ import { ExitCode } from '../../src/api/exit-codes.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
 import { listCommitted, readManifest, restoreNewest } from '../../src/storage/checkpoints.js';
 import { checkpointDir, STATE_FILE } from '../../src/storage/layout.js';
+import { LocalStore } from '../../src/storage/local-store.js';
 import { readMetrics } from '../../src/storage/metrics.js';
 import { createNativeEngine } from '../../src/worker/native-engine.js';
 import { loadChoiceTasks } from '../../src/worker/tasks.js';
@@ -172,7 +173,28 @@ describe('worker: crash safety', () => {
       budget: { startTokens: 0, stopAtTokens: 100_000 * 128 },
     });
     const worker = new WorkerProcess(await writeSpec(scratch, spec), await mkdtemp(join(scratch, 'work-')));
+    const serving = await worker.waitForLog(
+      (l) => l.message === 'serving Prometheus metrics',
+      'the metrics server',
+    );
+    await worker.waitForLog(
+      (l) => l.message === 'checkpoint committed' && l.step === 5,
+      'the checkpoint at step 5',
+    );
     await worker.waitForLog((l) => l.message === 'step' && (l.step as number) >= 7, 'step 7');
+    const scraped = await (await fetch(`http://127.0.0.1:${serving.port}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(scraped)?.[1]);
+    assert.ok(value('smolstage_worker_step') >= 7, scraped);
+    assert.equal(value('smolstage_worker_tokens'), value('smolstage_worker_step') * 128);
+    assert.equal(value('smolstage_worker_last_checkpoint_step'), 5);
+    for (const name of [
+      'smolstage_worker_loss',
+      'smolstage_worker_learning_rate',
+      'smolstage_worker_tokens_per_second',
+    ]) {
+      assert.ok(value(name) > 0, `${name} in ${scraped}`);
+    }
+    assert.match(scraped, /^smolstage_worker_checkpoint_stall_seconds_count 1$/m);
     const sent = Date.now();
     worker.kill('SIGTERM');
     const { code } = await worker.exited;
@@ -305,6 +327,28 @@ describe('worker: loss guard', () => {
       ['LossGuardRewind', 'LossGuardRewind', 'LossGuardFailed'].slice(-(last?.events?.length ?? 0)),
     );
     assert.match(String(worker.lastLog()?.reason), /giving up after 2 rewinds/);
+  });
+});
+
+describe('worker: local storage (local mode)', () => {
+  it('trains, checkpoints and resumes with a directory standing in for the bucket', async () => {
+    const root = await mkdtemp(join(scratch, 'local-store-'));
+    const spec = tinySpec(data, freshRun('local'), {
+      storage: { kind: 'local', path: root, prefix: 'runs' },
+      budget: { startTokens: 0, stopAtTokens: 10 * 128 },
+    });
+    const env = { SMOLSTAGE_S3_ENDPOINT: requireS3().endpoint };
+    assert.equal((await runToExit(spec, env)).code, ExitCode.Finished);
+    const store = new LocalStore(join(root, 'runs', spec.run.namespace, spec.run.name));
+    assert.deepEqual(
+      (await listCommitted(store, 'stage1')).map((c) => c.step),
+      [5, 10],
+    );
+    const longer = { ...spec, budget: { startTokens: 0, stopAtTokens: 12 * 128 } };
+    const { code, worker } = await runToExit(longer, env);
+    assert.equal(code, ExitCode.Finished);
+    assert.equal(worker.logs.find((l) => l.message === 'resumed from checkpoint')?.step, 10);
+    assert.deepEqual([...worker.losses().keys()], [11, 12]);
   });
 });
 

@@ -5,7 +5,6 @@
  * any other failure is retried with exponential backoff. Idle cost: one long watch per
  * `watchTimeoutSeconds`, kept alive by bookmarks.
  */
-import type { KubernetesObject } from '@kubernetes/client-node';
 import { apiStatus, describeError, type KubeClient } from './kube-client.js';
 import type { Logger } from './logger.js';
 
@@ -39,11 +38,16 @@ class WatchEnded extends Error {
   }
 }
 
-export function objectKey(object: KubernetesObject): string {
+/** What the informer needs of an object: its identity and version. */
+export interface WatchedObject {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+}
+
+export function objectKey(object: WatchedObject): string {
   return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }
 
-export class Informer<T extends KubernetesObject> {
+export class Informer<T extends WatchedObject> {
   private readonly cache = new Map<string, T>();
   private readonly handlers: InformerHandler<T>[] = [];
   private resourceVersion = '';

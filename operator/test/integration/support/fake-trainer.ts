@@ -1,0 +1,247 @@
+/**
+ * The test API server runs no kubelet and no Job controller, so the tests play both:
+ * - the Job controller: mark a Job's pods running, then Complete or Failed (with the
+ *   PodFailurePolicy message format the real controller writes, carrying the exit code);
+ * - the trainer worker: read the trainer spec from the Job's ConfigMap and train "steps" that
+ *   write real metrics records and real COMMITTED checkpoints into the real S3 server through
+ *   the same storage code the worker uses, honouring stop requests under control/.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PatchStrategy, setHeaderOptions, type V1Job, type V1JobCondition } from '@kubernetes/client-node';
+import type { S3Test } from '../../../../test/support/env.js';
+import type { StopRequest } from '../../../src/api/control-request.js';
+import { stopRequestKey } from '../../../src/api/control-request.js';
+import { ExitCode } from '../../../src/api/exit-codes.js';
+import type { TrainerSpec } from '../../../src/api/trainer-spec.js';
+import { jobName } from '../../../src/api/types.js';
+import type { KubeClient } from '../../../src/drivers/kube/kube-client.js';
+import { SPEC_FILE, TRAINER_CONTAINER } from '../../../src/reconcile/render-job.js';
+import { commitCheckpoint } from '../../../src/storage/checkpoints.js';
+import { ACCESS_KEY_ENV, createRunStore, SECRET_KEY_ENV } from '../../../src/storage/factory.js';
+import { writeMetrics } from '../../../src/storage/metrics.js';
+import type { ObjectStore } from '../../../src/storage/object-store.js';
+import { eventually } from './kube.js';
+
+const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export type EvalFn = (step: number, tokens: number) => Record<string, number>;
+
+export interface TrainOptions {
+  /** Eval metrics of an eval step (every `evaluation.everySteps`); default: none. */
+  evals?: EvalFn;
+  /** Stop after this many steps as if the pod were killed (no final checkpoint). */
+  maxSteps?: number;
+  /** Pause between steps so the operator can observe a stage mid-way. */
+  stepDelayMs?: number;
+}
+
+export interface TrainResult {
+  exitCode: number;
+  lastStep: number;
+  stepsRun: number;
+}
+
+export class FakeTrainer {
+  constructor(
+    private readonly client: KubeClient,
+    private readonly s3: S3Test,
+  ) {}
+
+  /** Waits until the operator created the Job of this stage attempt. */
+  async waitForJob(
+    namespace: string,
+    run: string,
+    stage: string,
+    attempt = 1,
+    timeoutMs = 30_000,
+  ): Promise<V1Job> {
+    const name = jobName(run, stage, attempt);
+    return eventually(
+      () => this.client.batch.readNamespacedJob({ namespace, name }),
+      `Job ${namespace}/${name}`,
+      timeoutMs,
+    );
+  }
+
+  async trainerSpec(job: V1Job): Promise<TrainerSpec> {
+    const configMap = await this.client.core.readNamespacedConfigMap({
+      namespace: job.metadata?.namespace as string,
+      name: job.metadata?.name as string,
+    });
+    const text = configMap.data?.[SPEC_FILE];
+    if (text === undefined) throw new Error(`ConfigMap ${job.metadata?.name} has no ${SPEC_FILE}`);
+    return JSON.parse(text) as TrainerSpec;
+  }
+
+  storeFor(spec: TrainerSpec): ObjectStore {
+    return createRunStore({ ...spec.storage, endpoint: this.s3.endpoint }, spec.run, {
+      [ACCESS_KEY_ENV]: this.s3.accessKey,
+      [SECRET_KEY_ENV]: this.s3.secretKey,
+    });
+  }
+
+  /** Job controller: the Job's pods are running. */
+  async markRunning(job: V1Job): Promise<void> {
+    const parallelism = job.spec?.parallelism ?? 1;
+    await this.patchJobStatus(job, {
+      startTime: new Date().toISOString(),
+      active: parallelism,
+      ready: parallelism,
+    });
+  }
+
+  /** Job controller: the pods exited with `exitCode`; the Job ends as the real controller would end it. */
+  async markExited(job: V1Job, exitCode: number): Promise<void> {
+    const now = new Date().toISOString();
+    const completions = job.spec?.completions ?? 1;
+    if (exitCode === ExitCode.Finished) {
+      const conditions: V1JobCondition[] = [
+        condition(
+          'SuccessCriteriaMet',
+          'CompletionsReached',
+          'Reached expected number of succeeded pods',
+          now,
+        ),
+        condition('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods', now),
+      ];
+      await this.patchJobStatus(job, {
+        active: 0,
+        ready: 0,
+        succeeded: completions,
+        completedIndexes: completions === 1 ? '0' : `0-${completions - 1}`,
+        completionTime: now,
+        conditions,
+      });
+      return;
+    }
+    // The message format of the Job controller's podFailurePolicy FailJob rule.
+    const message = `Container ${TRAINER_CONTAINER} for pod ${job.metadata?.namespace}/${job.metadata?.name}-0-x failed with exit code ${exitCode} matching FailJob rule at index 0`;
+    await this.patchJobStatus(job, {
+      active: 0,
+      ready: 0,
+      failed: 1,
+      conditions: [
+        condition('FailureTarget', 'PodFailurePolicy', message, now),
+        condition('Failed', 'PodFailurePolicy', message, now),
+      ],
+    });
+  }
+
+  /**
+   * Trainer: from the resume point, train steps of `globalBatchTokens` tokens, writing a metrics
+   * record per step (eval metrics every `evaluation.everySteps`) and committing a checkpoint every
+   * `checkpoint.everySteps`, until the stage budget is reached (exit 0), a stop request is due
+   * (checkpoint at that step, exit 3) or `maxSteps` (killed: no final checkpoint).
+   */
+  async train(job: V1Job, options: TrainOptions = {}): Promise<TrainResult> {
+    const spec = await this.trainerSpec(job);
+    const store = this.storeFor(spec);
+    const perStep = spec.batch.globalBatchTokens;
+    let step = await this.resumeStep(store, spec);
+    const stopAt = Math.ceil(spec.budget.stopAtTokens / perStep);
+    const scratch = await mkdtemp(join(tmpdir(), 'fake-trainer-'));
+    let stepsRun = 0;
+    try {
+      while (step < stopAt) {
+        if (options.maxSteps !== undefined && stepsRun >= options.maxSteps)
+          return { exitCode: ExitCode.Transient, lastStep: step, stepsRun };
+        step += 1;
+        stepsRun += 1;
+        const tokens = step * perStep;
+        const isEval = step % spec.evaluation.everySteps === 0;
+        await writeMetrics(store, {
+          step,
+          tokens,
+          stage: spec.stage.name,
+          time: new Date().toISOString(),
+          train: { loss: 10 / Math.sqrt(step), lr: spec.schedule.peakLr, gradNorm: 1, tokPerSec: 1000 },
+          eval: isEval && options.evals !== undefined ? options.evals(step, tokens) : {},
+        });
+        const stop = await this.stopRequest(store, spec.stage.name);
+        if (stop !== null && step >= stop.stopAtStep) {
+          await this.commit(store, scratch, spec.stage.name, step, true);
+          return { exitCode: ExitCode.StoppedOnRequest, lastStep: step, stepsRun };
+        }
+        if (step % spec.checkpoint.everySteps === 0 && step < stopAt)
+          await this.commit(store, scratch, spec.stage.name, step, false);
+        if (options.stepDelayMs !== undefined) await new Promise((r) => setTimeout(r, options.stepDelayMs));
+      }
+      await this.commit(store, scratch, spec.stage.name, step, true);
+      return { exitCode: ExitCode.Finished, lastStep: step, stepsRun };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /** Plays a whole attempt: running, training, exit. */
+  async runAttempt(job: V1Job, options: TrainOptions = {}): Promise<TrainResult> {
+    await this.markRunning(job);
+    const result = await this.train(job, options);
+    if (options.maxSteps === undefined || result.exitCode !== ExitCode.Transient)
+      await this.markExited(job, result.exitCode);
+    return result;
+  }
+
+  private async resumeStep(store: ObjectStore, spec: TrainerSpec): Promise<number> {
+    // The worker resumes from its own stage's newest committed checkpoint, else from resumeFrom.
+    const own = (await store.list(`checkpoints/${spec.stage.name}/`))
+      .map((o) => /step-(\d+)\/COMMITTED$/.exec(o.key)?.[1])
+      .filter((s): s is string => s !== undefined);
+    if (own.length > 0) return Math.max(...own.map(Number));
+    if (spec.resumeFrom !== null) {
+      const match = /step-(\d+)/.exec(spec.resumeFrom);
+      if (match?.[1] === undefined) throw new Error(`resumeFrom ${spec.resumeFrom} names no step`);
+      return Number(match[1]);
+    }
+    return Math.round(spec.budget.startTokens / spec.batch.globalBatchTokens);
+  }
+
+  private async stopRequest(store: ObjectStore, stage: string): Promise<StopRequest | null> {
+    try {
+      return JSON.parse((await store.get(stopRequestKey(stage))).toString('utf8')) as StopRequest;
+    } catch {
+      return null;
+    }
+  }
+
+  private async commit(
+    store: ObjectStore,
+    scratch: string,
+    stage: string,
+    step: number,
+    final: boolean,
+  ): Promise<void> {
+    const dir = join(scratch, `${stage}-${step}`);
+    await rm(dir, { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.mkdir(dir, { recursive: true }));
+    await writeFile(join(dir, 'model.safetensors'), `weights of ${stage} at ${step}`);
+    await writeFile(join(dir, 'optimizer.bin'), `optimizer of ${stage} at ${step}`);
+    await writeFile(join(dir, 'state.json'), JSON.stringify({ stage, step }));
+    try {
+      await commitCheckpoint(store, dir, { stage, step, final });
+    } catch (error) {
+      // A resumed attempt may reach a step a killed attempt already committed.
+      if ((error as Error).name !== 'CheckpointExistsError') throw error;
+    }
+  }
+
+  private async patchJobStatus(job: V1Job, status: object): Promise<void> {
+    await this.client.batch.patchNamespacedJobStatus(
+      { namespace: job.metadata?.namespace as string, name: job.metadata?.name as string, body: { status } },
+      MERGE_PATCH,
+    );
+  }
+}
+
+function condition(type: string, reason: string, message: string, now: string): V1JobCondition {
+  return {
+    type,
+    status: 'True',
+    reason,
+    message,
+    lastProbeTime: new Date(now),
+    lastTransitionTime: new Date(now),
+  };
+}
