@@ -14,6 +14,7 @@ export const commands: Record<string, Command> = {
     load: () => import('./data.js'),
   },
   worker: { summary: 'train one stage attempt from a trainer spec (the trainer pod)', load: () => import('./worker.js') },
+  operator: { summary: 'run the TrainingRun controller against a cluster', load: () => import('./operator.js') },
 };
 
 export function usage(): string {
