@@ -2,6 +2,10 @@
  * Fluent builders for tests (Kueue style): `aRun().withStages(aStage('s1'), aStage('s2')).build()`.
  * Defaults describe a small valid CPU run so each test states only what it is about.
  */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 import type {
   PromotionSpec,
   Stage,
@@ -101,4 +105,11 @@ export function stageOf(run: TrainingRun, index: number, status?: StageStatus): 
     spec: { ...structuredClone(template), runName: run.metadata.name, index },
     ...(status !== undefined ? { status } : {}),
   };
+}
+
+const EXAMPLES_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../examples');
+
+/** A TrainingRun from examples/ (smollm2-run.yaml, quickstart.yaml). */
+export function loadExample(file: string): TrainingRun {
+  return parse(readFileSync(join(EXAMPLES_DIR, file), 'utf8')) as TrainingRun;
 }

@@ -8,6 +8,7 @@
 import { withDefaults } from './defaults.js';
 import { resolveModel } from './presets.js';
 import { parseQuantity } from './quantity.js';
+import { inheritedSetting } from './stage-settings.js';
 import type { MetricComparison, Quantity, StageTemplate, TrainingRun, TrainingRunSpec } from './types.js';
 import { NameLimits } from './types.js';
 
@@ -51,8 +52,9 @@ export function validateSpec(rawSpec: TrainingRunSpec): string[] {
     const tokens = quantityOf(stage.tokens, `${at}.tokens`, problems);
     if (tokens !== undefined) tokensByStage.set(stage.name, tokens);
 
-    const sequenceLength = stage.sequenceLength ?? spec.batch.sequenceLength;
-    const microBatch = stage.microBatchSize ?? spec.batch.microBatchSize;
+    const sequenceLength =
+      inheritedSetting(spec.stages, index, 'sequenceLength') ?? spec.batch.sequenceLength;
+    const microBatch = inheritedSetting(spec.stages, index, 'microBatchSize') ?? spec.batch.microBatchSize;
     const perStep = sequenceLength * microBatch * ranks;
     if (spec.batch.globalBatchTokens % perStep !== 0) {
       problems.push(

@@ -5,6 +5,7 @@
  */
 import type { DefaultedSpec } from '../api/defaults.js';
 import { resolveModel } from '../api/presets.js';
+import { inheritedSetting } from '../api/stage-settings.js';
 import { TRAINER_SPEC_VERSION, type TrainerSpec } from '../api/trainer-spec.js';
 import type { StageTemplate } from '../api/types.js';
 import { stageTokenCap } from './promotion.js';
@@ -31,7 +32,7 @@ export function renderTrainerSpec(l: StageLaunch): TrainerSpec {
   const model = resolveModel(l.spec.model);
   if (!model.ok) throw new Error(model.problems.join('; '));
   const { spec } = l;
-  const ropeTheta = stage.ropeTheta ?? latestOverride(l, 'ropeTheta') ?? model.config.ropeTheta;
+  const ropeTheta = inheritedSetting(l.stages, l.stageIndex, 'ropeTheta') ?? model.config.ropeTheta;
   return {
     apiVersion: TRAINER_SPEC_VERSION,
     run: { namespace: l.namespace, name: l.runName },
@@ -49,9 +50,9 @@ export function renderTrainerSpec(l: StageLaunch): TrainerSpec {
     datasets: Object.fromEntries(Object.entries(spec.datasets).map(([name, d]) => [name, { uri: d.uri }])),
     mixture: l.mixture,
     batch: {
-      sequenceLength: latestOverride(l, 'sequenceLength') ?? spec.batch.sequenceLength,
+      sequenceLength: inheritedSetting(l.stages, l.stageIndex, 'sequenceLength') ?? spec.batch.sequenceLength,
       globalBatchTokens: spec.batch.globalBatchTokens,
-      microBatchSize: latestOverride(l, 'microBatchSize') ?? spec.batch.microBatchSize,
+      microBatchSize: inheritedSetting(l.stages, l.stageIndex, 'microBatchSize') ?? spec.batch.microBatchSize,
     },
     ropeTheta,
     optimizer: {
@@ -85,26 +86,4 @@ export function renderTrainerSpec(l: StageLaunch): TrainerSpec {
     threads: spec.trainer.cpuThreads,
     backend: spec.trainer.gpusPerNode > 0 ? 'cuda' : 'cpu',
   };
-}
-
-/**
- * A stage override (sequence length, RoPE θ, micro-batch) holds "from this stage on": the
- * nearest stage at or before this one (along the branch it resumes from) that sets it.
- */
-function latestOverride(
-  l: StageLaunch,
-  field: 'sequenceLength' | 'ropeTheta' | 'microBatchSize',
-): number | undefined {
-  let index = l.stageIndex;
-  const seen = new Set<number>();
-  while (index >= 0 && !seen.has(index)) {
-    seen.add(index);
-    const stage = l.stages[index] as StageTemplate;
-    const value = stage[field];
-    if (value !== undefined) return value;
-    const origin =
-      stage.startFrom === undefined ? -1 : l.stages.findIndex((s) => s.name === stage.startFrom?.stage);
-    index = origin >= 0 ? origin : index - 1;
-  }
-  return undefined;
 }
