@@ -257,6 +257,23 @@ describe('reconcileRun', () => {
     assert.equal(createdJob(d.actions)?.spec.resumeFrom, 'checkpoints/s2/step-000000014');
   });
 
+  it('restart mid-promotion: the stop happened but its status write was lost → still MetricThresholdMet, once', () => {
+    const o = observe(threeStages())
+      .stage(0, s1Done)
+      .stage(1, s2Running())
+      .job('s2', 1, 'Failed', { exitCode: 3, failureReason: 'PodFailurePolicy' })
+      .metrics('s2', 14, { 'eval.arc.acc': 0.31 })
+      .checkpoints('s2', 14)
+      .build();
+    const d = reconcileRun(o);
+    assert.equal(stageStatus(d.actions, 'run-s2')?.decision?.reason, 'MetricThresholdMet');
+    assert.deepEqual(
+      d.runStatus.promotions?.map((p) => p.from),
+      ['s2'],
+    );
+    assert.equal(createdJob(d.actions)?.job.metadata?.name, 'run-s3-a1');
+  });
+
   it('maxTokens: the worker finished its cap without the metric → MaxTokensReached', () => {
     const o = observe(threeStages())
       .stage(0, s1Done)

@@ -282,17 +282,15 @@ class RunReconciler {
       return 'stop';
     }
     if (status.decision === undefined) {
-      // The worker stops by itself only at its token cap, so the cap counts as reached.
-      const trained = Math.max(
-        this.trainedTokens(index),
-        end.tokens - (status.startTokens ?? 0),
-        stageTokenCap(stage),
-      );
-      const verdict = decidePromotion({
-        stage,
-        trainedTokens: trained,
-        latest: status.metrics?.latest ?? {},
-      });
+      // No recorded decision: either the worker reached its token cap by itself, or a stop
+      // was requested and the status write that recorded why was lost. Re-derive from what
+      // was actually trained first, so a lost write never turns a metric promotion into a cap.
+      const latest = status.metrics?.latest ?? {};
+      const trained = Math.max(this.trainedTokens(index), end.tokens - (status.startTokens ?? 0));
+      let verdict = decidePromotion({ stage, trainedTokens: trained, latest });
+      if (!verdict.promote) {
+        verdict = decidePromotion({ stage, trainedTokens: Math.max(trained, stageTokenCap(stage)), latest });
+      }
       if (!verdict.promote) throw new Error('a stage at its token cap is always promoted');
       status.decision = this.decision(index, verdict);
     }
