@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -200,6 +200,10 @@ test('a rerun skips finished units and redoes exactly what is missing or stale',
   const repaired = await run(tokenizer, [join(dir, 'docs.jsonl')], out, { chunkBytes: 500 });
   assert.equal(repaired.unitsTokenized, 1);
   assert.deepEqual(repaired.manifest, first.manifest);
+
+  await utimes(join(dir, 'docs.jsonl'), new Date(), new Date(Date.now() + 5000));
+  const edited = await run(tokenizer, [join(dir, 'docs.jsonl')], out, { chunkBytes: 500 });
+  assert.equal(edited.unitsTokenized, first.unitsTokenized, 'a modified input is redone');
 
   const refraction = await run(tokenizer, [join(dir, 'docs.jsonl')], out, {
     chunkBytes: 500,

@@ -59,6 +59,8 @@ export interface PrepareResult {
 export interface ResolvedInput {
   uri: string;
   localPath: string;
+  /** Local inputs: modification time, so an edited file of unchanged size is redone. */
+  modifiedMs?: number;
 }
 
 const DEFAULT_CHUNK_BYTES = 64 << 20;
@@ -75,7 +77,7 @@ async function listLocalFiles(path: string, exclude: string[]): Promise<string[]
   } catch {
     throw new DataInputError(`input ${path} does not exist; check the path`);
   }
-  if (!info.isDirectory()) return [path];
+  if (!info.isDirectory()) return [resolve(path)];
   const entries = (await readdir(path, { recursive: true, withFileTypes: true }))
     .filter((e) => e.isFile() && !e.name.startsWith('.'))
     .map((e) => resolve(e.parentPath, e.name))
@@ -98,7 +100,7 @@ export async function resolveInputs(
     const location = parseLocation(input);
     if (location.kind === 'local') {
       for (const path of await listLocalFiles(location.path, exclude)) {
-        resolved.push({ uri: resolve(path), localPath: resolve(path) });
+        resolved.push({ uri: path, localPath: path, modifiedMs: (await stat(path)).mtimeMs });
       }
       continue;
     }
@@ -283,6 +285,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       const identity: UnitIdentity = {
         uri: input.uri,
         bytes: (await stat(input.localPath)).size,
+        ...(input.modifiedMs === undefined ? {} : { modifiedMs: input.modifiedMs }),
         format: unit.format,
         part: unit.part,
         start: unit.start,
@@ -311,7 +314,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
 
   const totalBytes = todo.reduce((sum, t) => sum + t.unit.bytes, 0);
   const bar =
-    options.progress === null
+    options.progress === null || todo.length === 0
       ? null
       : new ProgressBar('prepare', totalBytes, options.progress ?? process.stderr);
   const setup: WorkerSetup = {

@@ -14,6 +14,7 @@ import type { TextTokenizer } from './tokenizer.js';
 export interface UnitIdentity {
   uri: string;
   bytes: number;
+  modifiedMs?: number;
   format: string;
   part: number;
   start: number;
