@@ -29,9 +29,10 @@ build_venv() {
 with_lock venv bash -c "$(declare -f build_venv die log); venv='$venv' base_python='$base_python' requirements='$requirements'; build_venv"
 
 if [ "${1:-}" = "--nvcc" ]; then
-  nvcc=$(ls "$venv"/lib/python*/site-packages/nvidia/cu*/bin/nvcc 2>/dev/null | head -n1)
-  [ -n "$nvcc" ] || die "nvcc not found in $venv; delete that folder and rerun test/infra/python.sh"
-  echo "$nvcc"
+  shopt -s nullglob
+  nvccs=("$venv"/lib/python*/site-packages/nvidia/cu*/bin/nvcc)
+  [ ${#nvccs[@]} -gt 0 ] || die "nvcc not found in $venv; delete that folder and rerun test/infra/python.sh"
+  echo "${nvccs[0]}"
 else
   echo "$venv/bin/python"
 fi
