@@ -4,20 +4,10 @@
  * a user understands, and what the schema cannot express is reported by validateRun.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  ApiException,
-  ApiextensionsV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  loadYaml,
-  type V1CustomResourceDefinition,
-} from '@kubernetes/client-node';
-import { parse } from 'yaml';
+import { ApiException, CustomObjectsApi } from '@kubernetes/client-node';
 import { withDefaults } from '../../src/api/defaults.js';
-import { CRD_FILES } from '../../src/api/generate-crds.js';
+import { loadExample } from '../../src/api/test-builders.js';
 import {
   API_VERSION,
   GROUP,
@@ -29,17 +19,9 @@ import {
 } from '../../src/api/types.js';
 import { validateRun } from '../../src/api/validate.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
-import {
-  createNamespace,
-  deleteNamespace,
-  eventually,
-  REPO_ROOT,
-  testClient,
-  testKubeConfig,
-} from './support/kube.js';
+import { applyCrds, createNamespace, deleteNamespace, testClient, testKubeConfig } from './support/kube.js';
 
-const quickstart = (): TrainingRun =>
-  parse(readFileSync(join(REPO_ROOT, 'examples/quickstart.yaml'), 'utf8')) as TrainingRun;
+const quickstart = (): TrainingRun => loadExample('quickstart.yaml');
 
 function defined<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`the quickstart example has no ${what}`);
@@ -293,33 +275,6 @@ const operatorRejects: [string, (run: TrainingRun) => void, RegExp][] = [
   ],
 ];
 
-/**
- * Creates or replaces the CRDs from crds/*.yaml. The typed client serializes by attribute name,
- * so the YAML's JSON keys (x-kubernetes-int-or-string, x-kubernetes-validations, ...) must be
- * deserialized into model attributes first (loadYaml does) or they are silently dropped.
- */
-async function applySmolstageCrds(kc: KubeConfig): Promise<void> {
-  const api = kc.makeApiClient(ApiextensionsV1Api);
-  for (const [file] of CRD_FILES) {
-    const body = loadYaml<V1CustomResourceDefinition>(readFileSync(join(REPO_ROOT, 'crds', file), 'utf8'));
-    const name = body.metadata?.name as string;
-    try {
-      const existing = await api.readCustomResourceDefinition({ name });
-      body.metadata = { ...body.metadata, resourceVersion: existing.metadata?.resourceVersion };
-      await api.replaceCustomResourceDefinition({ name, body });
-    } catch (error) {
-      if (!(error instanceof ApiException) || error.code !== 404) throw error;
-      await api.createCustomResourceDefinition({ body });
-    }
-    await eventually(async () => {
-      const current = await api.readCustomResourceDefinition({ name });
-      return current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')
-        ? true
-        : undefined;
-    }, `CRD ${name} to be established`);
-  }
-}
-
 function messageOf(error: unknown): string {
   if (error instanceof ApiException) {
     const body = typeof error.body === 'string' ? error.body : JSON.stringify(error.body);
@@ -339,7 +294,7 @@ describe('CRD validation on the real API server', () => {
 
   before(async () => {
     const kc = testKubeConfig();
-    await applySmolstageCrds(kc);
+    await applyCrds(kc);
     client = testClient();
     api = kc.makeApiClient(CustomObjectsApi);
     namespace = await createNamespace(client, 'crd-validation');
@@ -361,7 +316,7 @@ describe('CRD validation on the real API server', () => {
 
   for (const file of ['quickstart.yaml', 'smollm2-run.yaml']) {
     it(`accepts examples/${file}, and the server's defaults are the operator's`, async () => {
-      const run = parse(readFileSync(join(REPO_ROOT, 'examples', file), 'utf8')) as TrainingRun;
+      const run = loadExample(file);
       const stored = await create(run, false);
       assert.equal(stored.metadata.name, run.metadata.name);
       assert.deepEqual(stored.spec, withDefaults(run.spec));
