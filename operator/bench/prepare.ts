@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDataset } from '../src/data/dataset.js';
@@ -117,7 +117,8 @@ try {
   }
   ours.close();
   const header = `prepare benchmark: ${(inputBytes / 2 ** 20).toFixed(1)} MiB JSON Lines (${inputs.length} files), vocab ${tokenizer.vocabSize}, ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}`;
-  console.log(header);
+  // The machine may be shared: the load average says how far to trust the absolute numbers.
+  console.log(`${header}, load average ${loadavg()[0]?.toFixed(1)} (1 min)`);
   console.log('| implementation | threads | seconds | tokens | tokens/s | MiB/s |');
   console.log('|---|---|---|---|---|---|');
   for (const row of rows) {
