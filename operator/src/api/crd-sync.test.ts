@@ -63,7 +63,7 @@ const fullRun: DeepRequired<TrainingRun> = {
   spec: {
     suspend: false,
     model: {
-      preset: 'tiny-1m',
+      preset: 'tiny',
       config: {
         hiddenSize: 64,
         numLayers: 2,

@@ -1,12 +1,34 @@
 /**
  * Model presets by name. This table must match `presetConfig` in @smolstage/trainer-native
- * (the operator never loads the native addon, so it keeps its own copy); the SmolLM2 rows are
- * the published Hugging Face configs, the tiny rows the same architecture at CPU-test size.
+ * (trainer-native/src/core/config.cpp): the operator never loads the native addon, so it keeps
+ * its own copy, and presets.test.ts compares the two. The SmolLM2 rows are the published
+ * Hugging Face configs, the others the same architecture at CPU-test size.
  */
 import type { ModelConfig } from './trainer-spec.js';
 import type { ModelPreset, ModelSpec } from './types.js';
 
 const smollm2 = { vocabSize: 49152, rmsNormEps: 1e-5, tieEmbeddings: true, maxPositionEmbeddings: 8192 };
+
+/** Same vocabulary as SmolLM2 (so the tiny models train on the same shards), far smaller. */
+function tiny(
+  hiddenSize: number,
+  numLayers: number,
+  numHeads: number,
+  numKvHeads: number,
+  intermediateSize: number,
+): ModelConfig {
+  return {
+    ...smollm2,
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    intermediateSize,
+    ropeTheta: 10000,
+    maxPositionEmbeddings: 2048,
+    initializerRange: 0.02,
+  };
+}
 
 export const PRESETS: Record<ModelPreset, ModelConfig> = {
   'smollm2-135m': {
@@ -39,28 +61,9 @@ export const PRESETS: Record<ModelPreset, ModelConfig> = {
     ropeTheta: 130000,
     initializerRange: 0.02,
   },
-  'tiny-1m': {
-    ...smollm2,
-    hiddenSize: 16,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    intermediateSize: 48,
-    ropeTheta: 10000,
-    maxPositionEmbeddings: 2048,
-    initializerRange: 0.02,
-  },
-  'tiny-8m': {
-    ...smollm2,
-    hiddenSize: 128,
-    numLayers: 4,
-    numHeads: 4,
-    numKvHeads: 2,
-    intermediateSize: 384,
-    ropeTheta: 10000,
-    maxPositionEmbeddings: 2048,
-    initializerRange: 0.02,
-  },
+  tiny: tiny(64, 2, 4, 4, 256),
+  'tiny-gqa': tiny(128, 4, 4, 2, 384),
+  small: tiny(256, 6, 8, 2, 768),
 };
 
 const MODEL_FIELDS: (keyof ModelConfig)[] = [

@@ -52,7 +52,7 @@ export class RunBuilder {
       kind: 'TrainingRun',
       metadata: { name, namespace: 'ns', uid: `uid-${name}`, generation: 1 },
       spec: {
-        model: { preset: 'tiny-1m' },
+        model: { preset: 'tiny' },
         tokenizer: { uri: 's3://tok/tokenizer.json' },
         storage: { endpoint: 'http://minio:9000', bucket: 'runs', credentialsSecret: { name: 'creds' } },
         datasets: {

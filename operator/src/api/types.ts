@@ -66,7 +66,14 @@ export interface OwnerReference {
 
 export const DECAY_SHAPES = ['linear', 'cosine', '1-sqrt'] as const satisfies readonly DecayShape[];
 
-export const MODEL_PRESETS = ['smollm2-135m', 'smollm2-360m', 'smollm2-1.7b', 'tiny-1m', 'tiny-8m'] as const;
+export const MODEL_PRESETS = [
+  'smollm2-135m',
+  'smollm2-360m',
+  'smollm2-1.7b',
+  'tiny',
+  'tiny-gqa',
+  'small',
+] as const;
 export type ModelPreset = (typeof MODEL_PRESETS)[number];
 
 export interface ModelSpec {

@@ -90,7 +90,7 @@ const table: [string, TrainingRun, RegExp][] = [
     'inconsistent explicit model',
     aRun()
       .withSpec((s) => {
-        s.model = { preset: 'tiny-1m', config: { numHeads: 3 } };
+        s.model = { preset: 'tiny', config: { numHeads: 3 } };
       })
       .build(),
     /not divisible by numHeads 3/,

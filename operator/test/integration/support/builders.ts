@@ -19,7 +19,7 @@ export class TrainingRunBuilder {
 
   constructor(private readonly name: string) {
     this.spec = {
-      model: { preset: 'tiny-1m' },
+      model: { preset: 'tiny' },
       tokenizer: { uri: 's3://smolstage-test/tokenizers/tiny/tokenizer.json' },
       storage: { endpoint: 'http://127.0.0.1:1', bucket: 'unset', credentialsSecret: { name: 'unset' } },
       datasets: {},
