@@ -59,6 +59,10 @@ export class OperatorProcess {
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   static async start(identity: string, args: string[]): Promise<OperatorProcess> {
     return new OperatorProcess(identity, await freePort(), args);
   }

@@ -1,0 +1,199 @@
+/**
+ * Operator scale benchmark on the real test API server and S3 (start them with
+ * `bash test/run.sh servers` and source the printed exports):
+ *   node --import tsx operator/bench/operator-scale.ts [--runs 500] [--idle-seconds 60] [--workers 4]
+ * It starts `smolstage operator` as its own process (leader election on), creates N two-stage
+ * runs, and measures: time until every run has its Stages, its first Job and phase Running;
+ * reconciles per second; the operator's RSS; and the API requests the operator makes during an
+ * idle window, by kind and resource (from its own /metrics, which counts every request it sends).
+ * Prints a table, then one JSON line.
+ */
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { requireKube } from '../../test/support/env.js';
+import { GROUP, type TrainingRun, TrainingRunKind, VERSION } from '../src/api/types.js';
+import { aTrainingRun } from '../test/integration/support/builders.js';
+import {
+  applyCrds,
+  createNamespace,
+  eventually,
+  testClient,
+  testKubeConfig,
+} from '../test/integration/support/kube.js';
+import { createRun } from '../test/integration/support/objects.js';
+import { OperatorProcess } from '../test/integration/support/processes.js';
+import { createBucket, runStorage } from '../test/integration/support/s3.js';
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '500' },
+    'idle-seconds': { type: 'string', default: '60' },
+    workers: { type: 'string', default: '4' },
+    'poll-interval': { type: 'string', default: '10s' },
+  },
+});
+const runs = Number(values.runs);
+const idleSeconds = Number(values['idle-seconds']);
+
+function rssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) / 1024;
+}
+
+function sum(metrics: Map<string, number>, prefix: string): number {
+  let total = 0;
+  for (const [sample, value] of metrics) if (sample.startsWith(prefix)) total += value;
+  return total;
+}
+
+function requestsByKind(metrics: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [sample, value] of metrics) {
+    const match = /^smolstage_api_requests_total\{kind="([^"]*)",resource="([^"]*)"\}$/.exec(sample);
+    if (match !== null) out.set(`${match[1]} ${match[2]}`, value);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const client = testClient();
+  await applyCrds(testKubeConfig());
+  const namespace = await createNamespace(client, 'bench');
+  const { s3, bucket } = await createBucket('bench');
+  const storage = await runStorage(client, namespace, s3, bucket);
+
+  const operator = await OperatorProcess.start('bench-operator', [
+    '--kubeconfig',
+    requireKube().kubeconfig,
+    '--namespace',
+    namespace,
+    '--leader-elect',
+    '--lease-namespace',
+    namespace,
+    '--poll-interval',
+    String(values['poll-interval']),
+    '--workers',
+    String(values.workers),
+    '--log-level',
+    'warn',
+  ]);
+  try {
+    await eventually(
+      async () => ((await operator.metrics()).get('smolstage_leader') === 1 ? true : undefined),
+      'the operator to lead',
+      60_000,
+      200,
+    );
+    const rssIdleEmpty = rssMiB(operator.pid as number);
+
+    const started = Date.now();
+    const names = Array.from({ length: runs }, (_, i) => `bench-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 16) {
+      await Promise.all(
+        names
+          .slice(i, i + 16)
+          .map((name) =>
+            createRun(
+              client,
+              aTrainingRun(name)
+                .in(namespace)
+                .storage(storage)
+                .datasets('web', 'code')
+                .stage('stage1', 6400, { web: 0.9, code: 0.1 })
+                .stage('stage2', 6400, { web: 0.7, code: 0.3 })
+                .build(),
+            ),
+          ),
+      );
+    }
+    const created = Date.now();
+    await eventually(
+      async () => {
+        const list = (await client.custom.listNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: TrainingRunKind.plural,
+        })) as { items: TrainingRun[] };
+        const running = list.items.filter((r) => r.status?.phase === 'Running').length;
+        return running === runs ? true : undefined;
+      },
+      `all ${runs} runs to be Running`,
+      30 * 60_000,
+      1000,
+    );
+    const converged = Date.now();
+    const jobs = (await client.batch.listNamespacedJob({ namespace })).items.length;
+    const atConvergence = await operator.metrics();
+    const rssConverged = rssMiB(operator.pid as number);
+
+    // Idle: nothing changes in the cluster; the operator keeps polling storage every poll interval.
+    await sleep(5000);
+    const idleStart = await operator.metrics();
+    await sleep(idleSeconds * 1000);
+    const idleEnd = await operator.metrics();
+    const rssIdle = rssMiB(operator.pid as number);
+
+    const reconciles = sum(atConvergence, 'smolstage_reconciles_total');
+    const convergeSeconds = (converged - started) / 1000;
+    const before = requestsByKind(idleStart);
+    const idle = [...requestsByKind(idleEnd)]
+      .map(([key, value]) => [key, ((value - (before.get(key) ?? 0)) * 60) / idleSeconds] as const)
+      .filter(([, perMinute]) => perMinute > 0);
+    const idleNonLease = idle
+      .filter(([key]) => !key.endsWith(' leases') && !key.startsWith('watch '))
+      .reduce((a, [, v]) => a + v, 0);
+    const convergenceRequests = sum(atConvergence, 'smolstage_api_requests_total');
+    const idleReconciles =
+      ((sum(idleEnd, 'smolstage_reconciles_total') - sum(idleStart, 'smolstage_reconciles_total')) * 60) /
+      idleSeconds;
+
+    const rows: [string, string][] = [
+      ['runs (2 stages each)', String(runs)],
+      ['creating the runs took', `${((created - started) / 1000).toFixed(1)} s`],
+      ['all runs Running after', `${convergeSeconds.toFixed(1)} s`],
+      ['Jobs created', String(jobs)],
+      ['reconciles until converged', String(reconciles)],
+      ['reconciles/s (converging)', (reconciles / convergeSeconds).toFixed(1)],
+      [
+        'API requests until converged',
+        `${convergenceRequests} (${(convergenceRequests / runs).toFixed(1)} per run)`,
+      ],
+      [
+        'operator RSS: empty / converged / after idle',
+        `${rssIdleEmpty.toFixed(0)} / ${rssConverged.toFixed(0)} / ${rssIdle.toFixed(0)} MiB`,
+      ],
+      ['idle reconciles per minute (storage polls)', idleReconciles.toFixed(0)],
+      ...idle.map(
+        ([key, perMinute]) => [`idle API requests/min: ${key}`, perMinute.toFixed(1)] as [string, string],
+      ),
+      ['idle API requests/min beyond watches and the Lease', idleNonLease.toFixed(1)],
+    ];
+    const width = Math.max(...rows.map(([k]) => k.length));
+    console.log(
+      `\noperator scale benchmark (${runs} runs, poll ${values['poll-interval']}, ${values.workers} workers, idle window ${idleSeconds} s)`,
+    );
+    for (const [key, value] of rows) console.log(`  ${key.padEnd(width)}  ${value}`);
+    console.log(
+      JSON.stringify({
+        benchmark: 'operator-scale',
+        runs,
+        convergeSeconds,
+        reconciles,
+        reconcilesPerSecond: reconciles / convergeSeconds,
+        apiRequestsToConverge: convergenceRequests,
+        rssMiB: { empty: rssIdleEmpty, converged: rssConverged, idle: rssIdle },
+        idleApiRequestsPerMinute: Object.fromEntries(idle),
+        idleApiRequestsPerMinuteBeyondWatchesAndLease: idleNonLease,
+        idleReconcilesPerMinute: idleReconciles,
+      }),
+    );
+  } finally {
+    await operator.stop();
+  }
+}
+
+await main();
