@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DataInputError } from './errors.js';
-import { scratchDir, smallTokenizer } from './testdata/support.js';
+import { scratchDir, smallTokenizer, TESTDATA } from './testdata/support.js';
 import {
   loadTokenizer,
   TRAINED_EOS,
@@ -102,4 +102,16 @@ test('the saved JSON loads back to the same tokenizer', async (t) => {
   const loaded = await loadTokenizer(join(dir, 't.json'));
   assert.equal(loaded.hash, tokenizer.hash);
   assert.equal(await readFile(join(dir, 't.json'), 'utf8'), tokenizer.json);
+});
+
+test('a tokenizer.json from elsewhere (Python-trained Unigram, Metaspace) loads and finds </s>', async () => {
+  const tokenizer = await loadTokenizer(join(TESTDATA, 'unigram-tokenizer.json'));
+  assert.equal(tokenizer.eosToken, '</s>');
+  assert.equal(tokenizer.eosId, 1);
+  const json = JSON.parse(await readFile(join(TESTDATA, 'unigram-tokenizer.json'), 'utf8'));
+  assert.equal(tokenizer.vocabSize, json.model.vocab.length);
+  const text = 'The quiet fox walks toward the river.';
+  const [ids = []] = await tokenizer.encodeBatch([text]);
+  assert.ok(ids.length > 0 && !ids.includes(tokenizer.eosId));
+  assert.equal(await tokenizer.decode(ids), text);
 });
