@@ -11,6 +11,9 @@ export const MANIFEST_NAME = 'manifest.json';
 
 export type TokenDtype = 'uint16' | 'uint32';
 
+/** Shard files live directly in `shards/`, with plain names. */
+const SHARD_PATH = /^shards\/[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
 export interface FileRecord {
   /** Relative to the dataset root. */
   path: string;
@@ -105,6 +108,14 @@ export function parseManifest(text: string, where: string): Manifest {
       );
     }
     for (const shard of split.shards) {
+      // Paths become local file names when a dataset is copied: nothing may point outside it.
+      for (const file of [shard.tokens, shard.documents]) {
+        if (typeof file?.path !== 'string' || !SHARD_PATH.test(file.path)) {
+          throw new DataInputError(
+            `${where} lists an invalid shard path ${JSON.stringify(file?.path)}; re-run \`smolstage data prepare\``,
+          );
+        }
+      }
       if (shard.tokens.bytes !== shard.tokenCount * bytesPerToken(manifest.dtype)) {
         throw new DataInputError(
           `${where}: ${shard.tokens.path} size disagrees with its token count; re-run \`smolstage data prepare\``,

@@ -110,6 +110,7 @@ export async function resolveInputs(
     const directoryPrefix =
       location.prefix === '' || location.prefix.endsWith('/') ? location.prefix : `${location.prefix}/`;
     const objects = exact.length > 0 ? exact : listed.filter((o) => o.key.startsWith(directoryPrefix));
+    // Hidden objects are skipped; so are `.`/`..` segments, which keeps keys from escaping the work dir.
     const files = objects.filter((o) => !o.key.split('/').some((part) => part.startsWith('.')));
     if (files.length === 0)
       throw new DataInputError(`input ${input} matches no objects; check the bucket and prefix`);
