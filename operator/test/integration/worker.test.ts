@@ -186,7 +186,8 @@ describe('worker: crash safety', () => {
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(scraped)?.[1]);
     assert.ok(value('smolstage_worker_step') >= 7, scraped);
     assert.equal(value('smolstage_worker_tokens'), value('smolstage_worker_step') * 128);
-    assert.equal(value('smolstage_worker_last_checkpoint_step'), 5);
+    const lastCheckpoint = value('smolstage_worker_last_checkpoint_step');
+    assert.ok(lastCheckpoint >= 5 && lastCheckpoint % 5 === 0 && lastCheckpoint <= value('smolstage_worker_step'), scraped);
     for (const name of [
       'smolstage_worker_loss',
       'smolstage_worker_learning_rate',
@@ -194,7 +195,7 @@ describe('worker: crash safety', () => {
     ]) {
       assert.ok(value(name) > 0, `${name} in ${scraped}`);
     }
-    assert.match(scraped, /^smolstage_worker_checkpoint_stall_seconds_count 1$/m);
+    assert.ok(value('smolstage_worker_checkpoint_stall_seconds_count') >= 1, scraped);
     const sent = Date.now();
     worker.kill('SIGTERM');
     const { code } = await worker.exited;

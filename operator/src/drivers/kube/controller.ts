@@ -46,8 +46,6 @@ export class RunController {
   private workers: Promise<void> | undefined;
   private depthTimer: NodeJS.Timeout | undefined;
   private allSynced = false;
-  /** Reconciles finished since start (the benchmark's throughput counter). */
-  reconciles = 0;
   /**
    * Object versions this controller wrote that its caches have not shown yet, by object key.
    * A run is not reconciled from caches older than its own last writes.
@@ -205,7 +203,6 @@ export class RunController {
         },
       });
       this.options.metrics.reconciles.inc({ result: 'success' });
-      this.reconciles += 1;
       logger.debug('reconciled', {
         phase: decision.runStatus.phase,
         actions: decision.actions.length,

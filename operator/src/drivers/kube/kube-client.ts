@@ -126,10 +126,6 @@ export function apiStatus(error: unknown): number | undefined {
   return undefined;
 }
 
-export const isNotFound = (error: unknown): boolean => apiStatus(error) === 404;
-export const isAlreadyExists = (error: unknown): boolean => apiStatus(error) === 409;
-export const isConflict = (error: unknown): boolean => apiStatus(error) === 409;
-
 /** A short message for logs: the API server's Status message when there is one, never a body dump. */
 export function describeError(error: unknown): string {
   if (error instanceof ApiException) {

@@ -74,16 +74,6 @@ export class LeaderElector {
     }
   }
 
-  /** Stops campaigning without stepping down or releasing: what a crashed process leaves behind. */
-  async abandon(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.wake?.();
-    await this.loop;
-    this.loop = undefined;
-    this.leader = false;
-  }
-
   private async run(): Promise<void> {
     while (!this.stopped) {
       const acquired = await this.tryAcquireOrRenew();

@@ -42,11 +42,7 @@ export class Operator {
   readonly metrics: OperatorMetrics;
   private controller: RunController | undefined;
   private elector: LeaderElector | undefined;
-  private readonly servers: {
-    close: () => Promise<void>;
-    port: number;
-    serves: 'metrics' | 'health' | 'both';
-  }[] = [];
+  private readonly servers: { close: () => Promise<void> }[] = [];
   /** Serializes controller start/stop so a quick lose-regain of the lease cannot overlap two controllers. */
   private transition: Promise<void> = Promise.resolve();
   private controllerRunning = false;
@@ -66,15 +62,6 @@ export class Operator {
       : (this.elector?.isLeader ?? false);
   }
 
-  get runController(): RunController | undefined {
-    return this.controller;
-  }
-
-  /** Port of a started server (tests ask for port 0). */
-  port(serves: 'metrics' | 'health'): number | undefined {
-    return this.servers.find((s) => s.serves === serves || s.serves === 'both')?.port;
-  }
-
   async start(): Promise<void> {
     this.started = true;
     const { metricsPort, healthPort } = this.options;
@@ -85,18 +72,13 @@ export class Operator {
         this.isLeader ? (this.controller?.synced ?? false) : this.options.leaderElection !== undefined,
     };
     if (metricsPort !== 0 && metricsPort === healthPort) {
-      this.servers.push({
-        ...(await startProbeServer({ port: metricsPort, probes, registry: this.metrics.registry })),
-        serves: 'both',
-      });
+      this.servers.push(
+        await startProbeServer({ port: metricsPort, probes, registry: this.metrics.registry }),
+      );
     } else {
       if (metricsPort !== 0)
-        this.servers.push({
-          ...(await startProbeServer({ port: metricsPort, registry: this.metrics.registry })),
-          serves: 'metrics',
-        });
-      if (healthPort !== 0)
-        this.servers.push({ ...(await startProbeServer({ port: healthPort, probes })), serves: 'health' });
+        this.servers.push(await startProbeServer({ port: metricsPort, registry: this.metrics.registry }));
+      if (healthPort !== 0) this.servers.push(await startProbeServer({ port: healthPort, probes }));
     }
     const election = this.options.leaderElection;
     if (election === undefined) {
@@ -129,16 +111,6 @@ export class Operator {
     if (this.elector !== undefined) await this.elector.stop();
     else await this.stopController();
     await this.transition;
-    for (const server of this.servers.splice(0)) await server.close();
-  }
-
-  /** Simulates a crash in tests: stops everything without releasing the lease. */
-  async kill(): Promise<void> {
-    this.started = false;
-    const elector = this.elector;
-    this.elector = undefined;
-    if (elector !== undefined) await elector.abandon();
-    await this.stopController();
     for (const server of this.servers.splice(0)) await server.close();
   }
 

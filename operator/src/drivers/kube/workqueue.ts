@@ -37,10 +37,6 @@ export class WorkQueue {
     return this.ready.length;
   }
 
-  get inFlight(): number {
-    return this.processing.size;
-  }
-
   get delayedCount(): number {
     return this.delayed.size;
   }

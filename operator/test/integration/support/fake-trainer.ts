@@ -6,7 +6,7 @@
  *   write real metrics records and real COMMITTED checkpoints into the real S3 server through
  *   the same storage code the worker uses, honouring stop requests under control/.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PatchStrategy, setHeaderOptions, type V1Job, type V1JobCondition } from '@kubernetes/client-node';
@@ -215,7 +215,7 @@ export class FakeTrainer {
   ): Promise<void> {
     const dir = join(scratch, `${stage}-${step}`);
     await rm(dir, { recursive: true, force: true });
-    await import('node:fs/promises').then((fs) => fs.mkdir(dir, { recursive: true }));
+    await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'model.safetensors'), `weights of ${stage} at ${step}`);
     await writeFile(join(dir, 'optimizer.bin'), `optimizer of ${stage} at ${step}`);
     await writeFile(join(dir, 'state.json'), JSON.stringify({ stage, step }));

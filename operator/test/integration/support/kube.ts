@@ -2,6 +2,7 @@
  * The real test API server for integration tests: a client, a fresh namespace per test file,
  * the CRDs applied from crds/, and a polling `eventually`.
  */
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,6 +14,8 @@ import {
 } from '@kubernetes/client-node';
 import { requireKube } from '../../../../test/support/env.js';
 import { apiStatus, KubeClient } from '../../../src/drivers/kube/kube-client.js';
+
+const CRD_DIGEST = 'smolstage.dev/test-crd-digest';
 
 export const REPO_ROOT = new URL('../../../../', import.meta.url).pathname;
 
@@ -43,9 +46,14 @@ export async function applyCrds(kc: KubeConfig): Promise<void> {
   if (crds.length === 0) throw new Error(`no CustomResourceDefinitions found in ${dir}`);
   for (const crd of crds) {
     const name = crd.metadata?.name as string;
+    // Replacing a CRD re-initializes its storage (watchers get 429s); test files running in
+    // parallel share the CRDs, so replace only when the file changed.
+    const digest = createHash('sha256').update(JSON.stringify(crd.spec)).digest('hex').slice(0, 16);
+    crd.metadata = { ...crd.metadata, annotations: { ...crd.metadata?.annotations, [CRD_DIGEST]: digest } };
     try {
       const existing = await api.readCustomResourceDefinition({ name });
-      crd.metadata = { ...crd.metadata, resourceVersion: existing.metadata?.resourceVersion };
+      if (existing.metadata?.annotations?.[CRD_DIGEST] === digest) continue;
+      crd.metadata.resourceVersion = existing.metadata?.resourceVersion;
       await api.replaceCustomResourceDefinition({ name, body: crd });
     } catch (error) {
       if (apiStatus(error) !== 404) throw error;
