@@ -112,6 +112,7 @@ class Worker {
   private metricsQueue: Promise<void> = Promise.resolve();
   private metricsFailure: Error | null = null;
   private lastRecordStep = -1;
+  private trainedThisAttempt = false;
   private pendingEvents: { type: string; message: string }[] = [];
   private lastTrain: MetricsRecord['train'] = { loss: Number.NaN, lr: 0, gradNorm: 0, tokPerSec: 0 };
 
@@ -154,7 +155,7 @@ class Worker {
       };
     }
     this.engine.setRopeTheta(spec.ropeTheta);
-    this.startControlPolling();
+    await this.startControlPolling();
     return await this.train();
   }
 
@@ -286,6 +287,7 @@ class Worker {
         sequencesDrawn: firstSequence + this.shape.batchSize,
       };
       this.lastTrain = { loss, lr: result.lr, gradNorm: result.gradNorm, tokPerSec: tokensPerStep / seconds };
+      this.trainedThisAttempt = true;
 
       const judged = observeLoss(this.position.guard, loss, step, spec.lossGuard);
       this.position.guard = judged.state;
@@ -357,7 +359,7 @@ class Worker {
       latest !== null && latest.state.stage === this.stage && latest.state.step === this.position.step;
     if (!committedHere) await this.checkpoint(final);
     await this.checkpointer.drain();
-    if (this.lastRecordStep !== this.position.step && this.position.step > 0) await this.record({});
+    if (this.trainedThisAttempt && this.lastRecordStep !== this.position.step) await this.record({});
     await this.drainMetrics();
   }
 
@@ -483,25 +485,34 @@ class Worker {
     if (this.metricsFailure !== null) throw this.metricsFailure;
   }
 
-  private startControlPolling(): void {
+  private async readStopRequest(): Promise<void> {
     const key = stopRequestKey(this.stage);
-    const poll = async () => {
-      try {
-        const request = JSON.parse((await this.store.get(key)).toString('utf8')) as Partial<StopRequest>;
-        if (request.apiVersion !== CONTROL_STOP_VERSION || !Number.isSafeInteger(request.stopAtStep)) {
-          this.log.warn('ignoring malformed stop request', { key });
-        } else if (this.stopRequest?.stopAtStep !== request.stopAtStep) {
-          this.stopRequest = request as StopRequest;
-          this.log.info('stop requested', { stopAtStep: request.stopAtStep, reason: request.reason });
-        }
-      } catch (error) {
-        if (!(error instanceof ObjectNotFoundError)) {
-          this.log.warn('could not read control requests', { error: describeError(error) });
-        }
+    try {
+      const request = JSON.parse((await this.store.get(key)).toString('utf8')) as Partial<StopRequest>;
+      if (request.apiVersion !== CONTROL_STOP_VERSION || !Number.isSafeInteger(request.stopAtStep)) {
+        this.log.warn('ignoring malformed stop request', { key });
+      } else if (this.stopRequest?.stopAtStep !== request.stopAtStep) {
+        this.stopRequest = request as StopRequest;
+        this.log.info('stop requested', { stopAtStep: request.stopAtStep, reason: request.reason });
       }
+    } catch (error) {
+      if (!(error instanceof ObjectNotFoundError)) {
+        this.log.warn('could not read control requests', { key, error: describeError(error) });
+      }
+    }
+  }
+
+  /**
+   * Reads the stop request once before training (a restarted worker obeys one already there),
+   * then in the background; the loop never waits on the store for it.
+   */
+  private async startControlPolling(): Promise<void> {
+    await this.readStopRequest();
+    const poll = async () => {
+      await this.readStopRequest();
       if (this.controlTimer !== null) this.controlTimer = setTimeout(poll, this.options.controlPollMs);
     };
-    this.controlTimer = setTimeout(poll, 0);
+    this.controlTimer = setTimeout(poll, this.options.controlPollMs);
   }
 
   private stopControlPolling(): void {
