@@ -1,0 +1,98 @@
+"""PyTorch side of the trainer benchmarks: Hugging Face LlamaForCausalLM training throughput.
+
+  bench_torch.py --config CONFIG.json --seq 256 --batch 4 --steps 3 --warmup 1 --threads 2 --device cpu
+
+CONFIG.json is the ModelConfig printed by `smolstage_bench --print-config`. One configuration
+per process, so peak RSS (CPU) or peak allocated memory (CUDA) belongs to it. Prints one JSON
+object. The step matches ours: fp32 weights, forward, mean cross-entropy, backward,
+clip_grad_norm_(1.0), AdamW (weight decay off for norm weights).
+"""
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--label", default="")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    m = json.load(open(args.config))
+    cfg = LlamaConfig(
+        hidden_size=m["hiddenSize"],
+        num_hidden_layers=m["numLayers"],
+        num_attention_heads=m["numHeads"],
+        num_key_value_heads=m["numKvHeads"],
+        intermediate_size=m["intermediateSize"],
+        vocab_size=m["vocabSize"],
+        rope_theta=m["ropeTheta"],
+        rms_norm_eps=m["rmsNormEps"],
+        tie_word_embeddings=m["tieEmbeddings"],
+        max_position_embeddings=m["maxPositionEmbeddings"],
+        initializer_range=m["initializerRange"],
+    )
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).to(device)
+    if args.dtype == "bfloat16":
+        model = model.to(torch.bfloat16)
+    model.train()
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
+    )
+    tokens = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), device=device)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(input_ids=inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    sync()
+    secs = time.perf_counter() - t0
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps({
+        "impl": "pytorch", "label": args.label, "device": args.device, "dtype": args.dtype,
+        "seq": args.seq, "batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads(),
+        "tokensPerSec": args.batch * args.seq * args.steps / secs, "secPerStep": secs / args.steps,
+        "peakMemMB": peak, "loss": loss.item(), "torch": torch.__version__,
+        "attention": model.config._attn_implementation,
+    }))
+
+
+if __name__ == "__main__":
+    main()
