@@ -13,6 +13,8 @@ export interface StoreOptions {
   logger?: RetryLogger;
   retry?: Partial<RetryPolicy>;
   idleTimeoutMs?: number;
+  /** s3: files larger than this go up as multipart uploads of this part size (≥ 5 MiB). */
+  partSizeBytes?: number;
 }
 
 /** Reads S3 credentials from the environment (set from a Secret); never from the spec. */

@@ -16,11 +16,11 @@ export function s3StorageSpec(bucket: string, endpoint = requireS3().endpoint): 
   return { kind: 's3', endpoint, bucket, region: requireS3().region, prefix: 'smolstage' };
 }
 
-/** A new, empty bucket with a unique name. */
-export async function createBucket(): Promise<string> {
+/** A minio client for the harness's server, for test setup and inspection. */
+export function s3Client(): Client {
   const s3 = requireS3();
   const url = new URL(s3.endpoint);
-  const client = new Client({
+  return new Client({
     endPoint: url.hostname,
     port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
     useSSL: url.protocol === 'https:',
@@ -29,6 +29,12 @@ export async function createBucket(): Promise<string> {
     region: s3.region,
     pathStyle: true,
   });
+}
+
+/** A new, empty bucket with a unique name. */
+export async function createBucket(): Promise<string> {
+  const s3 = requireS3();
+  const client = s3Client();
   const bucket = `test-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   await client.makeBucket(bucket, s3.region);
   return bucket;

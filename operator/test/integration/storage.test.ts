@@ -27,9 +27,11 @@ import {
   StorageConfigurationError,
 } from '../../src/storage/object-store.js';
 import { S3Store } from '../../src/storage/s3-store.js';
-import { createBucket, s3Env, s3StorageSpec } from './storage-support.js';
+import { createBucket, s3Client, s3Env, s3StorageSpec } from './storage-support.js';
 
 const noRetry = { maxAttempts: 1 };
+const PART_SIZE = 5 * 1024 * 1024;
+let s3Bucket = '';
 
 interface Backend {
   name: string;
@@ -41,7 +43,10 @@ const backends: Backend[] = [
     name: 's3',
     async open() {
       const bucket = await createBucket();
-      return createStore(s3StorageSpec(bucket), s3Env(), `base-${randomBytes(3).toString('hex')}/`);
+      s3Bucket = bucket;
+      return createStore(s3StorageSpec(bucket), s3Env(), `base-${randomBytes(3).toString('hex')}/`, {
+        partSizeBytes: PART_SIZE,
+      });
     },
   },
   {
@@ -108,6 +113,12 @@ for (const backend of backends) {
       const dst = join(scratch, 'out', 'big.bin');
       await store.getFile('files/big.bin', dst);
       assert.ok((await readFile(dst)).equals(big));
+      if (backend.name === 's3') {
+        // A multipart object's ETag ends in -<parts>.
+        const key = `${store.location.slice(`s3://${s3Bucket}/`.length)}files/big.bin`;
+        const stat = await s3Client().statObject(s3Bucket, key);
+        assert.match(stat.etag, new RegExp(`-${Math.ceil(big.length / PART_SIZE)}$`));
+      }
     });
 
     it('commits checkpoints with COMMITTED last and never overwrites a committed step', async () => {

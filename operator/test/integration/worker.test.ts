@@ -187,7 +187,10 @@ describe('worker: crash safety', () => {
     assert.ok(value('smolstage_worker_step') >= 7, scraped);
     assert.equal(value('smolstage_worker_tokens'), value('smolstage_worker_step') * 128);
     const lastCheckpoint = value('smolstage_worker_last_checkpoint_step');
-    assert.ok(lastCheckpoint >= 5 && lastCheckpoint % 5 === 0 && lastCheckpoint <= value('smolstage_worker_step'), scraped);
+    assert.ok(
+      lastCheckpoint >= 5 && lastCheckpoint % 5 === 0 && lastCheckpoint <= value('smolstage_worker_step'),
+      scraped,
+    );
     for (const name of [
       'smolstage_worker_loss',
       'smolstage_worker_learning_rate',
