@@ -23,7 +23,10 @@ import { initialLossGuardState } from './loss-guard.js';
 import { createNativeEngine } from './native-engine.js';
 
 const { values } = parseArgs({
-  options: { presets: { type: 'string', default: 'tiny,small' }, checkpoints: { type: 'string', default: '3' } },
+  options: {
+    presets: { type: 'string', default: 'tiny,small' },
+    checkpoints: { type: 'string', default: '3' },
+  },
 });
 const presets = (values.presets ?? '').split(',').filter((p) => p !== '');
 const checkpoints = Number(values.checkpoints);
@@ -35,7 +38,14 @@ async function openStore(): Promise<ObjectStore> {
   if (!endpoint) return new LocalStore(await mkdtemp(join(tmpdir(), 'smolstage-bench-store-')));
   const url = new URL(endpoint);
   const bucket = `bench-${randomBytes(4).toString('hex')}`;
-  await new Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey, pathStyle: true }).makeBucket(bucket);
+  await new Client({
+    endPoint: url.hostname,
+    port: Number(url.port),
+    useSSL: false,
+    accessKey,
+    secretKey,
+    pathStyle: true,
+  }).makeBucket(bucket);
   return new S3Store({ endpoint, bucket, credentials: { accessKey, secretKey } });
 }
 
@@ -47,7 +57,14 @@ for (const preset of presets) {
   const spec = {
     model,
     optimizer: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01, gradClip: 1 },
-    schedule: { peakLr: 1e-3, warmupSteps: 0, decayStartStep: null, decaySteps: 0, shape: 'linear', minLr: 0 },
+    schedule: {
+      peakLr: 1e-3,
+      warmupSteps: 0,
+      decayStartStep: null,
+      decaySteps: 0,
+      shape: 'linear',
+      minLr: 0,
+    },
     seed: 1,
     threads: 0,
     backend: 'cpu',
@@ -74,7 +91,9 @@ for (const preset of presets) {
     stalls.push(snapshot.stallMs);
     checkpointer.commit(snapshot);
     await checkpointer.drain();
-    const listed = await store.list(`checkpoints/${snapshot.state.stage}/step-${String(step).padStart(9, '0')}/`);
+    const listed = await store.list(
+      `checkpoints/${snapshot.state.stage}/step-${String(step).padStart(9, '0')}/`,
+    );
     bytes = listed.reduce((sum, o) => sum + o.size, 0);
   }
   await rm(scratch, { recursive: true, force: true });
