@@ -15,12 +15,15 @@ import { POISON_ENV, parseLossPoison } from '../worker/test-hooks.js';
 import { runWorker } from '../worker/worker.js';
 
 export const SPEC_ENV = 'SMOLSTAGE_TRAINER_SPEC';
+/** How long one object-store call keeps retrying before the worker gives up (exit Transient). */
+export const STORE_RETRY_ENV = 'SMOLSTAGE_STORE_RETRY_SECONDS';
 
 const HELP = `usage: smolstage worker [--spec FILE] [--work-dir DIR] [--metrics-port N] [--control-poll-ms N]
 
 Trains one stage attempt described by a trainer spec (JSON). Without --spec, the spec is read
 from ${SPEC_ENV} (inline JSON or a file path). S3 credentials come from
-SMOLSTAGE_S3_ACCESS_KEY and SMOLSTAGE_S3_SECRET_KEY.
+SMOLSTAGE_S3_ACCESS_KEY and SMOLSTAGE_S3_SECRET_KEY; ${STORE_RETRY_ENV} (default 180)
+bounds how long one object-store call retries.
 
   --spec FILE           trainer spec file
   --work-dir DIR        local scratch for snapshots and the dataset cache
@@ -104,6 +107,7 @@ export async function run(argv: string[]): Promise<number> {
       createEngine: createNativeEngine,
       loadTasks: loadChoiceTasks,
       controlPollMs: options.controlPollMs,
+      storeOptions: { retry: { maxElapsedMs: options.storeRetrySeconds * 1000 } },
       preemption,
       poison,
     });
@@ -157,5 +161,6 @@ function parseWorkerArgs(argv: string[]) {
     ),
     metricsPort: integerOption(values['metrics-port'], 'metrics-port', 9464, -1),
     controlPollMs: integerOption(values['control-poll-ms'], 'control-poll-ms', 5000, 10),
+    storeRetrySeconds: integerOption(process.env[STORE_RETRY_ENV], STORE_RETRY_ENV, 180, 1),
   };
 }

@@ -287,6 +287,84 @@ describe('worker: crash safety', () => {
   });
 });
 
+describe('worker: the object store gone for good', () => {
+  it('exits Transient once the retry budget is spent, and the next attempt resumes', async () => {
+    const proxy = new CuttableProxy(new URL(requireS3().endpoint));
+    await proxy.start();
+    try {
+      const spec = tinySpec(data, freshRun('gone'), {
+        storage: s3StorageSpec(data.bucket, proxy.endpoint),
+        budget: { startTokens: 0, stopAtTokens: 30 * 128 },
+        checkpoint: { everySteps: 3, keepLast: 20 },
+      });
+      const specPath = await writeSpec(scratch, spec);
+      const env = { SMOLSTAGE_STORE_RETRY_SECONDS: '2' };
+      const first = new WorkerProcess(specPath, await mkdtemp(join(scratch, 'work-')), env);
+      await first.waitForLog(
+        (l) => l.message === 'checkpoint committed' && l.step === 3,
+        'the first checkpoint',
+      );
+      await proxy.cut();
+      const { code } = await first.exited;
+      assert.equal(code, ExitCode.Transient);
+      assert.match(String(first.lastLog()?.reason), /failed after \d+ attempts: .*ECONNREFUSED/);
+
+      await proxy.restore();
+      const second = new WorkerProcess(specPath, await mkdtemp(join(scratch, 'work-')), env);
+      const resumed = await second.exited;
+      assert.equal(resumed.code, ExitCode.Finished, second.stderr.join(''));
+      const from = second.logs.find((l) => l.message === 'resumed from checkpoint')?.step as number;
+      assert.ok(from >= 3 && from % 3 === 0, `resumed from step ${from}`);
+      assert.equal(Math.min(...second.losses().keys()), from + 1);
+    } finally {
+      await proxy.cut();
+    }
+  });
+});
+
+describe('worker: the next stage', () => {
+  it('starts from the previous stage checkpoint named by resumeFrom and continues the step and token counts', async () => {
+    const run = freshRun('stages');
+    const stage1 = tinySpec(data, run, { budget: { startTokens: 0, stopAtTokens: 10 * 128 } });
+    assert.equal((await runToExit(stage1)).code, ExitCode.Finished);
+    const stage2 = tinySpec(data, run, {
+      stage: { name: 'stage2', index: 1, attempt: 0 },
+      mixture: { prose: 0.25, code: 0.75 },
+      budget: { startTokens: 10 * 128, stopAtTokens: 15 * 128 },
+      resumeFrom: 'checkpoints/stage1/step-000000010',
+    });
+    const { code, worker } = await runToExit(stage2);
+    assert.equal(code, ExitCode.Finished, worker.stderr.join(''));
+    const started = worker.logs.find((l) => l.message === 'starting stage from checkpoint');
+    assert.equal(started?.step, 10);
+    assert.deepEqual([...worker.losses().keys()], [11, 12, 13, 14, 15]);
+    const store = runStore(stage2);
+    assert.deepEqual(
+      (await listCommitted(store, 'stage2')).map((c) => c.step),
+      [15],
+    );
+    const state = JSON.parse((await store.get(`${checkpointDir('stage2', 15)}${STATE_FILE}`)).toString());
+    assert.equal(state.tokens, 15 * 128);
+    assert.equal(state.sequencesDrawn, 5 * 4, "the stage's own count");
+    assert.equal(state.sampler.stage, 'stage2');
+    assert.equal(
+      state.sampler.consumed.prose + state.sampler.consumed.code,
+      15 * 4,
+      'data cursors carry over from stage1: nothing replayed',
+    );
+  });
+
+  it('a resumeFrom that has no committed checkpoint → BadConfiguration', async () => {
+    const spec = tinySpec(data, freshRun('noresume'), { resumeFrom: 'checkpoints/stage0/step-000000010' });
+    const { code, worker } = await runToExit(spec);
+    assert.equal(code, ExitCode.BadConfiguration);
+    assert.match(
+      String(worker.lastLog()?.reason),
+      /resumeFrom checkpoints\/stage0\/step-000000010\/ has no committed checkpoint/,
+    );
+  });
+});
+
 describe('worker: loss guard', () => {
   it('rewinds past an injected spike and records the rewind and the skipped window in metrics', async () => {
     // Step 8 draws sequences 28-31 (4 per step): poison them ×20.
