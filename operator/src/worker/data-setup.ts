@@ -1,9 +1,11 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { openDataset, type TokenDataset } from '../data/dataset.js';
-import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../data/locations.js';
+import { parseLocation, S3_ENDPOINT_ENV, S3_REGION_ENV, s3Store } from '../data/locations.js';
 import { heldOutSequences, MixtureSampler, type SamplerState } from '../data/sampler.js';
 import type { SequenceStream } from './engine.js';
+import { BadConfigurationError } from './errors.js';
 
 export interface TrainingData {
   datasets: Record<string, TokenDataset>;
@@ -75,4 +77,27 @@ export async function openTrainingData(
       for (const dataset of Object.values(datasets)) dataset.close();
     },
   };
+}
+
+/**
+ * A Hugging Face model directory (config.json + model.safetensors) on local disk: `uri` itself,
+ * or a copy of an `s3://bucket/prefix/` in `localDir`.
+ */
+export async function localModelDir(uri: string, localDir: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const location = parseLocation(uri);
+  if (location.kind === 'local') {
+    if (!existsSync(join(location.path, 'model.safetensors'))) {
+      throw new BadConfigurationError(`initFrom ${uri} has no model.safetensors`);
+    }
+    return location.path;
+  }
+  const prefix =
+    location.prefix === '' || location.prefix.endsWith('/') ? location.prefix : `${location.prefix}/`;
+  const store = s3Store(location, env, prefix);
+  const files = (await store.list('')).filter((o) => !o.key.includes('/'));
+  if (!files.some((o) => o.key === 'model.safetensors')) {
+    throw new BadConfigurationError(`initFrom ${uri} has no model.safetensors`);
+  }
+  for (const { key } of files) await store.getFile(key, join(localDir, key));
+  return localDir;
 }

@@ -19,7 +19,7 @@ import {
   WORKER_STATE_FORMAT,
   type WorkerState,
 } from './checkpointer.js';
-import { dataEnvFor, openTrainingData, type TrainingData } from './data-setup.js';
+import { dataEnvFor, localModelDir, openTrainingData, type TrainingData } from './data-setup.js';
 import type { BatchShape, SequenceStream, TrainingEngine } from './engine.js';
 import { BadConfigurationError } from './errors.js';
 import type { ChoiceTask } from './evaluation.js';
@@ -228,7 +228,13 @@ class Worker {
   /** A fresh start: new weights (or `initFrom`), step 0 of the run or of this stage. */
   private async initialize(): Promise<void> {
     if (this.spec.initFrom !== undefined) {
-      await this.engine.importHF(this.spec.initFrom);
+      const dir = await localModelDir(
+        this.spec.initFrom,
+        join(this.options.workDir, 'init'),
+        dataEnvFor(this.spec, this.options.env),
+      );
+      await this.engine.importHF(dir);
+      this.log.info('initialized weights', { from: this.spec.initFrom });
     }
     this.position = {
       step: 0,

@@ -354,6 +354,30 @@ describe('worker: the next stage', () => {
     );
   });
 
+  it('initializes from Hugging Face weights in S3 (initFrom) when there is no checkpoint to resume', async () => {
+    const source = tinySpec(data, freshRun('pretrained'), {
+      budget: { startTokens: 0, stopAtTokens: 20 * 128 },
+    });
+    const trained = await runToExit(source);
+    assert.equal(trained.code, ExitCode.Finished);
+    // A checkpoint directory is also an HF model directory (config.json + model.safetensors).
+    const initFrom = `s3://${data.bucket}/smolstage/test/${source.run.name}/checkpoints/stage1/step-000000020`;
+    const fresh = tinySpec(data, freshRun('fresh'), { budget: { startTokens: 0, stopAtTokens: 128 } });
+    const { worker: freshWorker } = await runToExit(fresh);
+    const { code, worker } = await runToExit({
+      ...fresh,
+      run: { namespace: 'test', name: freshRun('init') },
+      initFrom,
+    });
+    assert.equal(code, ExitCode.Finished, worker.stderr.join(''));
+    assert.equal(worker.logs.find((l) => l.message === 'initialized weights')?.from, initFrom);
+    const firstLoss = worker.losses().get(1) as number;
+    assert.ok(
+      firstLoss < (freshWorker.losses().get(1) as number) - 0.5,
+      `imported weights start far better than random ones: ${firstLoss} vs ${freshWorker.losses().get(1)}`,
+    );
+  });
+
   it('a resumeFrom that has no committed checkpoint → BadConfiguration', async () => {
     const spec = tinySpec(data, freshRun('noresume'), { resumeFrom: 'checkpoints/stage0/step-000000010' });
     const { code, worker } = await runToExit(spec);
