@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "check.h"
@@ -36,12 +37,20 @@ std::vector<uint32_t> batch_for_step(int step, int rows, int row_len, uint32_t v
   return t;
 }
 
+// A fresh directory under $TMPDIR, removed when the test binary exits.
 std::string temp_dir(const char* tag) {
-  char tmpl[256];
-  std::snprintf(tmpl, sizeof tmpl, "/tmp/smolstage-test-%s-XXXXXX", tag);
-  const char* d = mkdtemp(tmpl);
-  if (!d) throw std::runtime_error("mkdtemp failed");
-  return d;
+  struct Cleanup {
+    std::vector<std::string> dirs;
+    ~Cleanup() {
+      for (const auto& d : dirs) std::filesystem::remove_all(d);
+    }
+  };
+  static Cleanup cleanup;
+  const auto base = std::filesystem::temp_directory_path() / (std::string("smolstage-test-") + tag + "-XXXXXX");
+  std::string tmpl = base.string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
+  cleanup.dirs.push_back(tmpl);
+  return tmpl;
 }
 
 StepResult run_step(Trainer& t, int step) {
