@@ -29,6 +29,8 @@ export interface TrainingEngine {
   /** Loads weights from a Hugging Face safetensors directory. */
   importHF(dir: string): Promise<void>;
   setRopeTheta(theta: number): void;
+  /** Frees the model and optimizer memory now rather than at garbage collection. */
+  dispose(): void;
 }
 
 export interface TokenBatch {

@@ -41,5 +41,6 @@ export async function createNativeEngine(spec: TrainerSpec): Promise<TrainingEng
     loadState: (dir) => trainer.loadState(dir),
     importHF: (dir) => trainer.importHF(dir),
     setRopeTheta: (theta) => trainer.setRopeTheta(theta),
+    dispose: () => trainer.dispose(),
   };
 }

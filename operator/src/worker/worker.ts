@@ -365,7 +365,11 @@ class Worker {
       latest !== null && latest.state.stage === this.stage && latest.state.step === this.position.step;
     if (!committedHere) await this.checkpoint(final);
     await this.checkpointer.drain();
-    if (this.trainedThisAttempt && this.lastRecordStep !== this.position.step) await this.record({});
+    // A stage's end is when the operator decides what comes next: give it fresh evaluations.
+    if (this.trainedThisAttempt && this.lastRecordStep !== this.position.step) {
+      if (final) await this.evaluateAndRecord();
+      else await this.record({});
+    }
     await this.drainMetrics();
   }
 
@@ -383,6 +387,7 @@ class Worker {
   /** Back to the last committed checkpoint, then past the data drawn since it, spike included. */
   private async rewind(reason: string, spikeBatchStart: number): Promise<void> {
     const spikeStep = this.position.step;
+    const spikeRecord = this.baseRecord(spikeStep);
     const drawnThroughSpike = this.position.sequencesDrawn;
     await this.checkpointer.drain();
     const target = this.checkpointer.lastCommitted;
@@ -391,6 +396,7 @@ class Worker {
     let fromSequences: number;
     if (target === null) {
       // No checkpoint yet: start over exactly as this attempt did.
+      this.engine.dispose();
       this.engine = await this.options.createEngine(this.spec);
       await this.initialize();
       this.engine.setRopeTheta(this.spec.ropeTheta);
@@ -424,7 +430,7 @@ class Worker {
     });
     const event = { type: 'LossGuardRewind', message };
     this.pendingEvents.push(event);
-    await this.writeRecord({ ...this.baseRecord(spikeStep), events: [event] });
+    await this.writeRecord({ ...spikeRecord, events: [event] });
   }
 
   private async recordFailure(reason: string): Promise<void> {
@@ -529,5 +535,6 @@ class Worker {
   async close(): Promise<void> {
     this.stopControlPolling();
     this.data?.close();
+    (this.engine as TrainingEngine | undefined)?.dispose();
   }
 }

@@ -477,6 +477,9 @@ describe('worker: control requests', () => {
     const committed = await listCommitted(runStore(spec), 'stage1');
     assert.equal(committed.at(-1)?.step, 7);
     assert.equal((await readManifest(runStore(spec), { stage: 'stage1', step: 7 })).final, true);
+    const last = (await readMetrics(runStore(spec), 'stage1')).at(-1);
+    assert.equal(last?.step, 7);
+    assert.ok(Number.isFinite(last?.eval['eval.prose.loss']), 'the stage ends with a fresh evaluation');
   });
 });
 
