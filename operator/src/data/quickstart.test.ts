@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { arithmeticTask, generateQuickstart, isHeldOutProblem } from './quickstart.js';
+import { arithmeticTask, distractors, generateQuickstart, isHeldOutProblem } from './quickstart.js';
 
 test('the corpora are deterministic in the seed', () => {
   assert.deepEqual(generateQuickstart(50, 3), generateQuickstart(50, 3));
@@ -50,4 +50,12 @@ test('the arithmetic task: held-out problems, distinct choices, gold is the true
     golds.every((count) => count > 20),
     `gold positions spread: ${golds}`,
   );
+});
+
+test('distractors: the other operations on the same operands, then near misses', () => {
+  assert.deepEqual(distractors({ a: 43, b: 25, op: '+', answer: 68 }), [18, 1075, 58]);
+  assert.deepEqual(distractors({ a: 43, b: 25, op: '-', answer: 18 }), [68, 1075, 8]);
+  assert.deepEqual(distractors({ a: 7, b: 6, op: '*', answer: 42 }), [13, 1, 32]);
+  // 2 * 2 = 2 + 2: the collision is skipped and a near miss fills in.
+  assert.deepEqual(distractors({ a: 2, b: 2, op: '*', answer: 4 }), [0, 14, 5]);
 });

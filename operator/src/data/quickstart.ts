@@ -216,15 +216,25 @@ export function mathDocument(random: Random): string {
   }).join('\n\n');
 }
 
-/** Wrong answers a model that half-knows arithmetic would pick: off by one in either digit. */
-function distractors(answer: number, random: Random): number[] {
-  const candidates = [answer + 1, answer - 1, answer + 10, answer - 10, answer + 2, answer - 2].filter(
-    (n) => n >= 0 && n !== answer,
-  );
+/**
+ * Wrong answers graded like a real benchmark's: what the other operations give on the same
+ * operands (a model that has not learned what `+`, `-`, `*` do picks these) and a near miss in
+ * the tens digit (only exact arithmetic rules it out). So accuracy climbs in steps as a model
+ * learns the operations, instead of staying at chance until it adds perfectly.
+ */
+export function distractors(problem: Problem): number[] {
+  const { a, b, answer } = problem;
+  const candidates = [
+    a + b,
+    Math.abs(a - b),
+    a * b,
+    answer >= 10 ? answer - 10 : answer + 10,
+    answer + 1,
+    answer + 2,
+  ];
   const chosen: number[] = [];
-  while (chosen.length < 3) {
-    const next = pick(random, candidates);
-    if (!chosen.includes(next)) chosen.push(next);
+  for (const candidate of candidates) {
+    if (candidate !== answer && !chosen.includes(candidate) && chosen.length < 3) chosen.push(candidate);
   }
   return chosen;
 }
@@ -238,7 +248,7 @@ export function arithmeticTask(count: number, seed: number): ChoiceItem[] {
     const key = `${problem.a}${problem.op}${problem.b}`;
     if (!isHeldOutProblem(problem) || seen.has(key)) continue;
     seen.add(key);
-    const options = [problem.answer, ...distractors(problem.answer, random)];
+    const options = [problem.answer, ...distractors(problem)];
     // Shuffle so the gold position is uniform.
     for (let i = options.length - 1; i > 0; i--) {
       const j = Math.floor(random() * (i + 1));
