@@ -264,6 +264,8 @@ describe('worker: crash safety', () => {
       const cutAt = Date.now();
       await worker.waitForLog((l) => l.message === 'object store call failed, retrying', 'a retry');
       await new Promise((done) => setTimeout(done, 30_000 - (Date.now() - cutAt)));
+      // Uploads wait in the background; training did not wait for them.
+      assert.equal(worker.losses().size, 30, 'all steps trained while the store was unreachable');
       await proxy.restore();
       const { code } = await worker.exited;
       assert.equal(code, ExitCode.Finished, worker.stderr.join(''));
