@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { LocalStore } from '../storage/local-store.js';
 import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.js';
 import { DataInputError } from './errors.js';
-import { planUnits, type WorkUnit } from './inputs.js';
+import { planUnits } from './inputs.js';
 import { type Location, parseLocation, s3Store } from './locations.js';
 import {
   dtypeForVocab,
@@ -258,6 +258,35 @@ export function buildManifest(
   };
 }
 
+/** Work units of every input, each with the identity a rerun compares and its shard name. */
+async function planTasks(
+  inputs: ResolvedInput[],
+  settings: Pick<UnitIdentity, 'textField' | 'tokenizerHash' | 'validationFraction' | 'dtype'> & {
+    chunkBytes: number;
+  },
+): Promise<UnitTask[]> {
+  const { chunkBytes, ...unitSettings } = settings;
+  const tasks: UnitTask[] = [];
+  for (const [fileIndex, input] of inputs.entries()) {
+    const bytes = (await stat(input.localPath)).size;
+    for (const unit of await planUnits(input.localPath, { chunkBytes, textField: settings.textField })) {
+      const identity: UnitIdentity = {
+        uri: input.uri,
+        bytes,
+        ...(input.modifiedMs === undefined ? {} : { modifiedMs: input.modifiedMs }),
+        format: unit.format,
+        part: unit.part,
+        start: unit.start,
+        end: unit.end,
+        ...unitSettings,
+      };
+      const name = `${String(fileIndex).padStart(5, '0')}-${String(unit.part).padStart(5, '0')}`;
+      tasks.push({ unit, identity, name });
+    }
+  }
+  return tasks;
+}
+
 export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const env = options.env ?? process.env;
   const textField = options.textField ?? 'text';
@@ -276,30 +305,13 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
 
   // An output or work directory inside an input directory must not be read back as input.
   const inputs = await resolveInputs(options.inputs, workDir, env, [stagingDir, resolve(workDir)]);
-  const tasks: UnitTask[] = [];
-  for (const [fileIndex, input] of inputs.entries()) {
-    const units: WorkUnit[] = await planUnits(input.localPath, {
-      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
-      textField,
-    });
-    for (const unit of units) {
-      const identity: UnitIdentity = {
-        uri: input.uri,
-        bytes: (await stat(input.localPath)).size,
-        ...(input.modifiedMs === undefined ? {} : { modifiedMs: input.modifiedMs }),
-        format: unit.format,
-        part: unit.part,
-        start: unit.start,
-        end: unit.end,
-        tokenizerHash: tokenizer.hash,
-        textField,
-        validationFraction,
-        dtype,
-      };
-      const name = `${String(fileIndex).padStart(5, '0')}-${String(unit.part).padStart(5, '0')}`;
-      tasks.push({ unit, identity, name });
-    }
-  }
+  const tasks = await planTasks(inputs, {
+    chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    textField,
+    tokenizerHash: tokenizer.hash,
+    validationFraction,
+    dtype,
+  });
 
   // From here on the dataset is being changed: it must not look complete until we finish.
   await published.delete([MANIFEST_NAME]);
