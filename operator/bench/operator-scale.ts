@@ -8,7 +8,7 @@
  * idle window, by kind and resource (from its own /metrics, which counts every request it sends).
  * Prints a table, then one JSON line.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { requireKube } from '../../test/support/env.js';
@@ -31,6 +31,9 @@ const { values } = parseArgs({
     'idle-seconds': { type: 'string', default: '60' },
     workers: { type: 'string', default: '4' },
     'poll-interval': { type: 'string', default: '10s' },
+    /** Where to save the operator's logs (at --operator-log-level). */
+    'operator-log': { type: 'string' },
+    'operator-log-level': { type: 'string', default: 'warn' },
   },
 });
 const runs = Number(values.runs);
@@ -58,6 +61,17 @@ function requestsByKind(metrics: Map<string, number>): Map<string, number> {
   return out;
 }
 
+function failuresByCode(metrics: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [sample, value] of metrics) {
+    const match = /^smolstage_api_failures_total\{kind="([^"]*)",resource="([^"]*)",code="([^"]*)"\}$/.exec(
+      sample,
+    );
+    if (match !== null) out.set(`${match[1]} ${match[2]} ${match[3]}`, value);
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const client = testClient();
   await applyCrds(testKubeConfig());
@@ -78,7 +92,7 @@ async function main(): Promise<void> {
     '--workers',
     String(values.workers),
     '--log-level',
-    'warn',
+    String(values['operator-log-level']),
   ]);
   try {
     await eventually(
@@ -143,6 +157,8 @@ async function main(): Promise<void> {
     const idle = [...requestsByKind(idleEnd)]
       .map(([key, value]) => [key, ((value - (before.get(key) ?? 0)) * 60) / idleSeconds] as const)
       .filter(([, perMinute]) => perMinute > 0);
+    const failures = [...failuresByCode(idleEnd)].filter(([, v]) => v > 0);
+    const leadershipLosses = operator.logs.filter((l) => l.includes('lost leadership')).length;
     const idleNonLease = idle
       .filter(([key]) => !key.endsWith(' leases') && !key.startsWith('watch '))
       .reduce((a, [, v]) => a + v, 0);
@@ -171,6 +187,10 @@ async function main(): Promise<void> {
         ([key, perMinute]) => [`idle API requests/min: ${key}`, perMinute.toFixed(1)] as [string, string],
       ),
       ['idle API requests/min beyond watches and the Lease', idleNonLease.toFixed(1)],
+      ['leadership lost (renewals too slow)', String(leadershipLosses)],
+      ...failures.map(
+        ([key, count]) => [`failed API requests (whole run): ${key}`, String(count)] as [string, string],
+      ),
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
     console.log(
@@ -189,10 +209,14 @@ async function main(): Promise<void> {
         idleApiRequestsPerMinute: Object.fromEntries(idle),
         idleApiRequestsPerMinuteBeyondWatchesAndLease: idleNonLease,
         idleReconcilesPerMinute: idleReconciles,
+        apiFailures: Object.fromEntries(failures),
+        leadershipLosses,
       }),
     );
   } finally {
     await operator.stop();
+    if (values['operator-log'] !== undefined)
+      writeFileSync(values['operator-log'], `${operator.logs.join('\n')}\n`);
   }
 }
 

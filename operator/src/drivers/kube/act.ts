@@ -63,6 +63,7 @@ export async function actOnDecision(
           throw new Error(`the decision updates Stage ${action.name}, which was not observed`);
         const patch = mergePatchBetween(stage.status ?? {}, action.status);
         if (patch === undefined) break;
+        log.debug('stage status changed', { object: action.name, patch });
         ctx.wrote('Stage', namespace, action.name, await ctx.writer.patchStageStatus(stage, patch));
         writes += 1;
         break;
@@ -129,6 +130,7 @@ export async function actOnDecision(
 
   const patch = mergePatchBetween(run.status ?? {}, decision.runStatus);
   if (patch !== undefined) {
+    ctx.logger.debug('run status changed', { fields: Object.keys(patch as object) });
     ctx.wrote('TrainingRun', namespace, run.metadata.name, await ctx.writer.patchRunStatus(run, patch));
     writes += 1;
     const before = run.status?.promotions?.length ?? 0;

@@ -22,6 +22,10 @@ export interface InformerOptions {
   maxBackoffMs?: number;
   /** Page size for lists. */
   pageSize?: number;
+  /** A list page that takes longer fails and is retried. */
+  listTimeoutMs?: number;
+  /** A watch that delivers nothing (not even a bookmark) for this long is dead; default timeoutSeconds + 30 s. */
+  watchStallMs?: number;
 }
 
 interface WatchEvent<T> {
@@ -142,9 +146,20 @@ export class Informer<T extends WatchedObject> {
     do {
       const params: Record<string, string> = { limit: String(this.options.pageSize ?? 500) };
       if (continueToken !== '') params.continue = continueToken;
-      this.abort = new AbortController();
-      const response = await this.client.get(this.query(params), this.abort.signal);
-      const text = await response.body.text();
+      const abort = new AbortController();
+      this.abort = abort;
+      const timer = setTimeout(
+        () => abort.abort(new Error(`list ${this.options.path} timed out`)),
+        this.options.listTimeoutMs ?? 60_000,
+      );
+      let response: Awaited<ReturnType<KubeClient['get']>>;
+      let text: string;
+      try {
+        response = await this.client.get(this.query(params), abort.signal);
+        text = await response.body.text();
+      } finally {
+        clearTimeout(timer);
+      }
       if (response.httpStatusCode !== 200)
         throw new WatchEnded(
           `list ${this.options.path}: ${statusMessage(text, response.httpStatusCode)}`,
@@ -172,32 +187,44 @@ export class Informer<T extends WatchedObject> {
 
   private async watch(): Promise<void> {
     const timeoutSeconds = this.options.watchTimeoutSeconds ?? 300;
-    this.abort = new AbortController();
-    const abort = this.abort;
-    const response = await this.client.get(
-      this.query({
-        watch: 'true',
-        resourceVersion: this.resourceVersion,
-        allowWatchBookmarks: 'true',
-        timeoutSeconds: String(timeoutSeconds),
-      }),
-      abort.signal,
-    );
-    if (response.httpStatusCode !== 200) {
-      const text = await response.body.text();
-      throw new WatchEnded(
-        `watch ${this.options.path}: ${statusMessage(text, response.httpStatusCode)}`,
-        response.httpStatusCode,
-      );
-    }
-    const stream = response.body.stream();
-    if (stream === null) throw new WatchEnded(`watch ${this.options.path}: empty response`);
-    // The server closes the watch after timeoutSeconds; a silent connection past that is dead.
-    const stallTimer = setTimeout(() => abort.abort(), (timeoutSeconds + 30) * 1000);
-    const decoder = new TextDecoder();
-    let buffered = '';
+    // The server closes the watch after timeoutSeconds and sends bookmarks meanwhile; a
+    // connection silent for longer (including one that never answers) is dead.
+    const stallMs = this.options.watchStallMs ?? (timeoutSeconds + 30) * 1000;
+    const abort = new AbortController();
+    this.abort = abort;
+    let stalled = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    const armStallTimer = () => {
+      clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => {
+        stalled = true;
+        abort.abort();
+      }, stallMs);
+    };
+    armStallTimer();
     try {
+      const response = await this.client.get(
+        this.query({
+          watch: 'true',
+          resourceVersion: this.resourceVersion,
+          allowWatchBookmarks: 'true',
+          timeoutSeconds: String(timeoutSeconds),
+        }),
+        abort.signal,
+      );
+      if (response.httpStatusCode !== 200) {
+        const text = await response.body.text();
+        throw new WatchEnded(
+          `watch ${this.options.path}: ${statusMessage(text, response.httpStatusCode)}`,
+          response.httpStatusCode,
+        );
+      }
+      const stream = response.body.stream();
+      if (stream === null) throw new WatchEnded(`watch ${this.options.path}: empty response`);
+      const decoder = new TextDecoder();
+      let buffered = '';
       for await (const chunk of stream) {
+        armStallTimer();
         buffered += decoder.decode(chunk, { stream: true });
         let newline = buffered.indexOf('\n');
         while (newline >= 0) {
@@ -208,9 +235,9 @@ export class Informer<T extends WatchedObject> {
         }
       }
     } catch (error) {
-      if (abort.signal.aborted && !this.stopped)
-        throw new WatchEnded(`watch ${this.options.path}: no data for ${timeoutSeconds + 30}s`);
-      if (!this.stopped) throw error;
+      if (this.stopped) return;
+      if (stalled) throw new WatchEnded(`watch ${this.options.path}: no data for ${stallMs} ms`);
+      throw error;
     } finally {
       clearTimeout(stallTimer);
       abort.abort();

@@ -15,6 +15,7 @@ import {
   HttpMethod,
   IsomorphicFetchHttpLibrary,
   type KubeConfig,
+  Observable,
   RequestContext,
   type ResponseContext,
   ServerConfiguration,
@@ -26,7 +27,8 @@ export interface RequestRecord {
   kind: RequestKind;
   /** Resource plural from the URL path (e.g. `leases`, `trainingruns`, `jobs`). */
   resource: string;
-  status?: number;
+  /** HTTP status of the answer, or `error` when none came (timeout, connection failure). */
+  status: number | 'error';
 }
 
 export type RequestListener = (request: RequestRecord) => void;
@@ -58,15 +60,34 @@ export function classifyRequest(method: string, url: string): { kind: RequestKin
 
 class CountingHttpLibrary implements HttpLibrary {
   private readonly inner = new IsomorphicFetchHttpLibrary();
-  constructor(private readonly listeners: RequestListener[]) {}
+  constructor(
+    private readonly listeners: RequestListener[],
+    private readonly timeoutMs: number,
+  ) {}
 
   send(request: RequestContext) {
     const { kind, resource } = classifyRequest(request.getHttpMethod(), request.getUrl());
-    const observable = this.inner.send(request);
-    return observable.pipe((response: ResponseContext) => {
-      for (const listener of this.listeners) listener({ kind, resource, status: response.httpStatusCode });
-      return response;
-    });
+    // A hung API server must not hold a reconcile (or the lease loop) forever; watches bring
+    // their own signal.
+    if (request.getSignal() === undefined) request.setSignal(AbortSignal.timeout(this.timeoutMs));
+    const notify = (status: number | 'error') => {
+      for (const listener of this.listeners) listener({ kind, resource, status });
+    };
+    const sent = this.inner
+      .send(request)
+      .toPromise()
+      .then(
+        (response) => {
+          notify(response.httpStatusCode);
+          return response;
+        },
+        (error: unknown) => {
+          // Timeouts and connection failures count too: they are requests the server may have seen.
+          notify('error');
+          throw error;
+        },
+      );
+    return new Observable(sent);
   }
 }
 
@@ -80,12 +101,15 @@ export class KubeClient {
   private readonly http: CountingHttpLibrary;
   private readonly server: string;
 
-  constructor(readonly kubeConfig: KubeConfig) {
+  constructor(
+    readonly kubeConfig: KubeConfig,
+    options: { requestTimeoutMs?: number } = {},
+  ) {
     const cluster = kubeConfig.getCurrentCluster();
     if (cluster === null)
       throw new Error('the kubeconfig has no current cluster: set current-context or pass --kubeconfig');
     this.server = cluster.server.replace(/\/+$/, '');
-    this.http = new CountingHttpLibrary(this.listeners);
+    this.http = new CountingHttpLibrary(this.listeners, options.requestTimeoutMs ?? 30_000);
     const configuration = createConfiguration({
       baseServer: new ServerConfiguration(this.server, {}),
       authMethods: { default: kubeConfig },

@@ -40,6 +40,12 @@ export class OperatorMetrics {
     labelNames: ['kind', 'resource'] as const,
     registers: [this.registry],
   });
+  readonly apiFailures = new Counter({
+    name: 'smolstage_api_failures_total',
+    help: 'Requests to the Kubernetes API server that failed, by kind, resource and code (HTTP status, or error when no answer came).',
+    labelNames: ['kind', 'resource', 'code'] as const,
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({
     name: 'smolstage_leader',
     help: '1 while this replica holds the leader Lease (or runs without leader election).',

@@ -51,9 +51,16 @@ export class Operator {
   constructor(private readonly options: OperatorOptions) {
     this.client = new KubeClient(options.kubeConfig);
     this.metrics = new OperatorMetrics({ processMetrics: options.processMetrics ?? true });
-    this.client.onRequest((request) =>
-      this.metrics.apiRequests.inc({ kind: request.kind, resource: request.resource }),
-    );
+    this.client.onRequest((request) => {
+      this.metrics.apiRequests.inc({ kind: request.kind, resource: request.resource });
+      if (request.status === 'error' || request.status >= 400) {
+        this.metrics.apiFailures.inc({
+          kind: request.kind,
+          resource: request.resource,
+          code: String(request.status),
+        });
+      }
+    });
   }
 
   get isLeader(): boolean {
