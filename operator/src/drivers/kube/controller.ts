@@ -46,6 +46,7 @@ export class RunController {
   private workers: Promise<void> | undefined;
   private depthTimer: NodeJS.Timeout | undefined;
   private allSynced = false;
+  private stopped = false;
   /**
    * Object versions this controller wrote that its caches have not shown yet, by object key.
    * A run is not reconciled from caches older than its own last writes.
@@ -91,38 +92,46 @@ export class RunController {
     return this.allSynced;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts the informers; workers begin once every cache has synced. Returns at once, so a
+   * replica that loses its lease while still listing can stop without waiting for the sync.
+   */
+  start(): void {
     this.runs.on((event, run) => this.onRun(event, run));
     this.stages.on((_event, stage) => {
       this.sawVersion('Stage', stage);
       this.enqueueOwner(stage);
     });
     this.jobs.on((_event, job) => this.enqueueOwner(job));
-    await Promise.all([this.runs.start(), this.stages.start(), this.jobs.start()]);
-    this.allSynced = true;
-    this.options.logger.info('caches synced', {
-      namespace: this.options.namespace ?? '(all)',
-      runs: this.runs.list().length,
-      stages: this.stages.list().length,
-      jobs: this.jobs.list().length,
+    const synced = Promise.all([this.runs.start(), this.stages.start(), this.jobs.start()]);
+    this.workers = synced.then(() => {
+      if (this.stopped) return;
+      this.allSynced = true;
+      this.options.logger.info('caches synced', {
+        namespace: this.options.namespace ?? '(all)',
+        runs: this.runs.list().length,
+        stages: this.stages.list().length,
+        jobs: this.jobs.list().length,
+      });
+      this.depthTimer = setInterval(() => this.options.metrics.queueDepth.set(this.queue.depth), 1000);
+      this.depthTimer.unref();
+      return this.queue.run(
+        (key) => this.reconcile(key),
+        this.options.workers,
+        (key, error, retryInMs) => {
+          this.options.metrics.reconcileErrors.inc();
+          this.options.logger.warn('reconcile failed; retrying', {
+            run: key,
+            error: describeError(error),
+            retryInMs,
+          });
+        },
+      );
     });
-    this.depthTimer = setInterval(() => this.options.metrics.queueDepth.set(this.queue.depth), 1000);
-    this.depthTimer.unref();
-    this.workers = this.queue.run(
-      (key) => this.reconcile(key),
-      this.options.workers,
-      (key, error, retryInMs) => {
-        this.options.metrics.reconcileErrors.inc();
-        this.options.logger.warn('reconcile failed; retrying', {
-          run: key,
-          error: describeError(error),
-          retryInMs,
-        });
-      },
-    );
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.queue.shutdown();
     if (this.depthTimer !== undefined) clearInterval(this.depthTimer);
     await Promise.all([this.runs.stop(), this.stages.stop(), this.jobs.stop()]);

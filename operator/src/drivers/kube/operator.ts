@@ -135,12 +135,7 @@ export class Operator {
       metrics: this.metrics,
       logger: this.options.logger,
     });
-    try {
-      await this.controller.start();
-    } catch (error) {
-      this.controllerRunning = false;
-      throw error;
-    }
+    this.controller.start();
   }
 
   private async stopController(): Promise<void> {
