@@ -15,6 +15,7 @@ status=0
   echo "== machine"
   nproc
   lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)|Thread' || true
+  ldconfig -p 2>/dev/null | grep -iE "blas|gomp" || echo "no BLAS in the loader cache (built-in GEMM)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__)'
 } 2>&1 | tee "$out/machine.txt"

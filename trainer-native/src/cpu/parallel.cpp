@@ -49,7 +49,14 @@ int thread_index() {
 #endif
 }
 
+// An OpenMP build of OpenBLAS already runs serially inside our parallel regions (and its
+// thread setter would change our own OpenMP thread count), so there is nothing to do.
+#ifdef SMOLSTAGE_BLAS_USES_OPENMP
+SerialBlasScope::SerialBlasScope() {}
+SerialBlasScope::~SerialBlasScope() {}
+#else
 SerialBlasScope::SerialBlasScope() { set_blas_threads(1); }
 SerialBlasScope::~SerialBlasScope() { set_blas_threads(g_threads); }
+#endif
 
 }  // namespace smolstage::cpu
