@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import {
-  ApiextensionsV1Api,
   AuthorizationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -18,6 +17,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import { requireKube } from '../support/env.js';
+import { applyCrd, waitFor } from '../support/kube.js';
 import { kubeVersion } from '../support/pins.js';
 
 const group = 'smoke.smolstage.test';
@@ -68,16 +68,6 @@ after(async () => {
   await kc?.makeApiClient(CoreV1Api).deleteNamespace({ name: namespace });
 });
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 test('the apiserver reports the pinned Kubernetes version', async () => {
   const info = await kc.makeApiClient(VersionApi).getCode();
   assert.equal(info.gitVersion, kubeVersion);
@@ -98,28 +88,22 @@ test('RBAC is on: the admin may do anything, an unknown user may not list namesp
 });
 
 test('a CRD is applied, and its objects are created, watched and status-patched', async () => {
-  const extensions = kc.makeApiClient(ApiextensionsV1Api);
-  await extensions.createCustomResourceDefinition({ body: widgetCrd }).catch((error: { code?: number }) => {
-    if (error.code !== 409) throw error; // left by an earlier run against the same server
-  });
-  await waitFor('the CRD to be established', async () => {
-    const crd = await extensions.readCustomResourceDefinition({ name: `${plural}.${group}` });
-    return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')
-      ? true
-      : undefined;
-  });
+  const resourceVersion = await applyCrd(kc, widgetCrd);
+  const objects = kc.makeApiClient(CustomObjectsApi);
+  const target = { group, version: 'v1', namespace, plural };
 
+  // Watching from the resourceVersion of a list (the informer pattern), no event falls in between.
   const events: { type: string; phase: string | undefined }[] = [];
-  const watchPath = `/apis/${group}/v1/namespaces/${namespace}/${plural}`;
+  let watchError: unknown;
   const watch = await new Watch(kc).watch(
-    watchPath,
-    {},
+    `/apis/${group}/v1/namespaces/${namespace}/${plural}`,
+    { resourceVersion },
     (type, object) => events.push({ type, phase: object?.status?.phase }),
-    () => {},
+    (error) => {
+      watchError = error ?? new Error('the watch closed');
+    },
   );
   try {
-    const objects = kc.makeApiClient(CustomObjectsApi);
-    const target = { group, version: 'v1', namespace, plural };
     await objects.createNamespacedCustomObject({
       ...target,
       body: { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } },
@@ -144,10 +128,11 @@ test('a CRD is applied, and its objects are created, watched and status-patched'
     const stored = await objects.getNamespacedCustomObject({ ...target, name: 'w1' });
     assert.equal(stored.status.phase, 'Ready');
 
-    await waitFor('the watch to see the status patch', async () =>
-      events.some((e) => e.type === 'MODIFIED' && e.phase === 'Ready') ? true : undefined,
-    );
-    assert.equal(events[0]?.type, 'ADDED');
+    await waitFor('the watch to see the status patch', async () => {
+      if (watchError) throw watchError;
+      return events.some((e) => e.type === 'MODIFIED' && e.phase === 'Ready') ? true : undefined;
+    });
+    assert.deepEqual(events[0], { type: 'ADDED', phase: undefined });
   } finally {
     watch.abort();
   }
