@@ -30,7 +30,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '500' },
     'idle-seconds': { type: 'string', default: '60' },
     workers: { type: 'string', default: '4' },
-    'poll-interval': { type: 'string', default: '10s' },
+    'poll-interval': { type: 'string', default: '30s' },
     /** Where to save the operator's logs (at --operator-log-level). */
     'operator-log': { type: 'string' },
     'operator-log-level': { type: 'string', default: 'warn' },
@@ -144,12 +144,29 @@ async function main(): Promise<void> {
     const atConvergence = await operator.metrics();
     const rssConverged = rssMiB(operator.pid as number);
 
+    // Settle: the first storage poll of every freshly started stage still records its (zero)
+    // progress; wait until a 10 s window passes without any write before measuring idleness.
+    const writes = (m: Map<string, number>) => {
+      let total = 0;
+      for (const [key, value] of requestsByKind(m))
+        if (!key.endsWith(' leases') && !key.startsWith('watch ')) total += value;
+      return total;
+    };
+    let previous = writes(await operator.metrics());
+    const settleDeadline = Date.now() + 10 * 60_000;
+    for (;;) {
+      await sleep(10_000);
+      const current = writes(await operator.metrics());
+      if (current === previous || Date.now() > settleDeadline) break;
+      previous = current;
+    }
+    const settled = Date.now();
     // Idle: nothing changes in the cluster; the operator keeps polling storage every poll interval.
-    await sleep(5000);
     const idleStart = await operator.metrics();
     await sleep(idleSeconds * 1000);
     const idleEnd = await operator.metrics();
     const rssIdle = rssMiB(operator.pid as number);
+    const heapIdle = (idleEnd.get('nodejs_heap_size_used_bytes') ?? 0) / 2 ** 20;
 
     const reconciles = sum(atConvergence, 'smolstage_reconciles_total');
     const convergeSeconds = (converged - started) / 1000;
@@ -205,7 +222,9 @@ async function main(): Promise<void> {
         reconciles,
         reconcilesPerSecond: reconciles / convergeSeconds,
         apiRequestsToConverge: convergenceRequests,
+        settleSeconds: (settled - started) / 1000,
         rssMiB: { empty: rssIdleEmpty, converged: rssConverged, idle: rssIdle },
+        heapUsedMiB: heapIdle,
         idleApiRequestsPerMinute: Object.fromEntries(idle),
         idleApiRequestsPerMinuteBeyondWatchesAndLease: idleNonLease,
         idleReconcilesPerMinute: idleReconciles,

@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { requireS3 } from '../../../test/support/env.js';
 import { Annotations, GROUP, Reason, TrainingRunKind, VERSION } from '../../src/api/types.js';
+import { STORAGE_UNAVAILABLE } from '../../src/drivers/kube/controller.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
 import { createLogger } from '../../src/drivers/kube/logger.js';
 import { Operator } from '../../src/drivers/kube/operator.js';
@@ -180,5 +182,41 @@ describe('operator: retries, failure and suspension', () => {
       'the run to be Running again',
     );
     assert.equal(running.status?.conditions?.find((c) => c.type === 'Suspended')?.status, 'False');
+  });
+
+  it('says in a Warning Event when the storage Secret is missing, and recovers once it exists', async () => {
+    await createRun(
+      client,
+      aTrainingRun('nosecret')
+        .in(namespace)
+        .storage({ ...storage, secretName: 'not-yet' })
+        .datasets('web')
+        .stage('stage1', 320, { web: 1 })
+        .build(),
+    );
+    const job = await trainer.waitForJob(namespace, 'nosecret', 'stage1');
+    const warning = await eventually(async () => {
+      const events = await listEvents(client, namespace);
+      return events.find((e) => e.regarding?.name === 'nosecret' && e.reason === STORAGE_UNAVAILABLE);
+    }, 'a StorageUnavailable Event');
+    assert.equal(warning.type, 'Warning');
+    assert.match(
+      warning.note ?? '',
+      /storage\.credentialsSecret 'not-yet' does not exist in namespace .*: create it with keys accessKey and secretKey/,
+    );
+    const s3 = requireS3();
+    await client.core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: 'not-yet' },
+        stringData: { accessKey: s3.accessKey, secretKey: s3.secretKey },
+      },
+    });
+    await trainer.runAttempt(job);
+    await eventually(
+      runWhere(client, namespace, 'nosecret', (r) => r.status?.phase === 'Succeeded'),
+      'the run to succeed once the Secret exists',
+      60_000,
+    );
   });
 });

@@ -15,6 +15,7 @@ import {
   VERSION,
 } from '../../api/types.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
+import { StorageConfigurationError } from '../../storage/object-store.js';
 import { actOnDecision } from './act.js';
 import { Informer, type InformerEvent } from './informer.js';
 import { describeError, type KubeClient } from './kube-client.js';
@@ -22,8 +23,11 @@ import { KubeWriter } from './kube-writer.js';
 import type { Logger } from './logger.js';
 import { observeRun, StoreReader } from './observe.js';
 import type { OperatorMetrics } from './operator-metrics.js';
-import { RunStores } from './run-stores.js';
+import { RunStorageError, RunStores } from './run-stores.js';
 import { WorkQueue } from './workqueue.js';
+
+/** Event reason when a run's storage cannot be used (missing Secret, rejected credentials, no bucket). */
+export const STORAGE_UNAVAILABLE = 'StorageUnavailable';
 
 export interface RunControllerOptions {
   namespace?: string;
@@ -227,6 +231,22 @@ export class RunController {
       return Number.isFinite(requeue) ? { requeueAfterMs: requeue } : undefined;
     } catch (error) {
       this.options.metrics.reconciles.inc({ result: 'error' });
+      if (error instanceof RunStorageError || error instanceof StorageConfigurationError) {
+        // The user must fix the Secret or the storage spec: say so where they look, and build a
+        // fresh client (with a re-read Secret) on the next try.
+        this.stores.forget(namespace, name);
+        await this.writer
+          .recordEvent(run, {
+            type: 'Warning',
+            reason: STORAGE_UNAVAILABLE,
+            action: 'ReadStorage',
+            note: error.message,
+            dedupKey: error.message,
+          })
+          .catch((eventError: unknown) =>
+            logger.warn('could not record an Event', { error: describeError(eventError) }),
+          );
+      }
       throw error;
     } finally {
       timer();
