@@ -232,6 +232,20 @@ for (const backend of backends) {
   });
 }
 
+describe('local store atomicity', () => {
+  it('never lists a write in progress, and refuses keys that escape its root', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'smolstage-atomic-'));
+    const store = new LocalStore(root);
+    await store.put('a/done.txt', 'done');
+    // What a crash in the middle of put() leaves behind: a temporary file next to the target.
+    await writeFile(join(root, 'a', '.smolstage-tmp-deadbeef'), 'half');
+    assert.deepEqual(await store.list('a/'), [{ key: 'a/done.txt', size: 4 }]);
+    for (const key of ['../outside', '/etc/passwd', 'a//b', 'a/./b', '']) {
+      await assert.rejects(store.put(key, 'x'), /invalid object key/);
+    }
+  });
+});
+
 describe('s3 store configuration errors', () => {
   it('names a missing bucket without retrying', async () => {
     const store = createRunStore(
