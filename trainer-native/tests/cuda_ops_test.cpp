@@ -1,0 +1,292 @@
+// The cuda backend against the cpu backend (itself checked against double references in
+// test_ops.cpp): every op on the same random inputs through the Backend interface, then whole
+// training steps. Needs a GPU; built only when the CUDA backend is.
+//
+// Tolerances (relative L2 error unless noted). With TF32 off both sides are fp32 and differ only
+// in summation order and expf vs the CPU's exp: 1e-5 for elementwise ops and GEMMs, 1e-4 for
+// attention and cross-entropy over long rows; sum_squares (double) 1e-9. TF32 GEMMs round their
+// inputs to a 10-bit mantissa: 5e-3 for one GEMM. Training steps with TF32 off: loss and
+// gradient norm 1e-4 relative, weights after 3 steps 1e-4; with TF32 on: loss 2e-3, gradient
+// norm 2e-2.
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "check.h"
+#include "core/rng.h"
+#include "core/trainer.h"
+#include "cpu/cpu_backend.h"
+#include "cuda/cuda_backend.h"
+
+using namespace smolstage;
+
+namespace {
+
+std::vector<float> random_floats(size_t n, uint64_t seed, double scale = 1.0) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(rng.normal() * scale);
+  return v;
+}
+
+std::vector<int32_t> random_ids(size_t n, int bound, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = static_cast<int32_t>(rng.next() % static_cast<uint64_t>(bound));
+  return v;
+}
+
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  return check::rel_error(std::vector<double>(got.begin(), got.end()), std::vector<double>(want.begin(), want.end()));
+}
+
+#define EXPECT_CLOSE(got, want, tol, what)                                                          \
+  do {                                                                                              \
+    const double err_ = rel_error(got, want);                                                       \
+    CHECK_MSG(err_ <= (tol), what << ": relative error " << err_ << " > " << (tol));               \
+  } while (0)
+
+// The two backends side by side, and buffers mirrored on both with the same contents.
+struct Backends {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  std::unique_ptr<Backend> gpu;
+  explicit Backends(bool tf32 = false) : gpu(make_cuda_backend(tf32)) { cpu->set_threads(2); gpu->set_threads(0); }
+};
+
+struct Mirror {
+  Backends& be;
+  size_t n;
+  float* c;
+  float* g;
+  Mirror(Backends& b, const std::vector<float>& host) : be(b), n(host.size()), c(b.cpu->alloc(n)), g(b.gpu->alloc(n)) {
+    be.cpu->upload(c, host.data(), n);
+    be.gpu->upload(g, host.data(), n);
+  }
+  Mirror(Backends& b, size_t count) : Mirror(b, std::vector<float>(count, 0.0f)) {}
+  ~Mirror() {
+    be.cpu->release(c);
+    be.gpu->release(g);
+  }
+  std::vector<float> cpu() const {
+    std::vector<float> h(n);
+    be.cpu->download(h.data(), c, n);
+    return h;
+  }
+  std::vector<float> gpu() const {
+    std::vector<float> h(n);
+    be.gpu->download(h.data(), g, n);
+    return h;
+  }
+};
+
+struct MirrorIds {
+  Backends& be;
+  int32_t* c;
+  int32_t* g;
+  MirrorIds(Backends& b, const std::vector<int32_t>& host)
+      : be(b), c(b.cpu->alloc_ids(host.size())), g(b.gpu->alloc_ids(host.size())) {
+    be.cpu->upload_ids(c, host.data(), host.size());
+    be.gpu->upload_ids(g, host.data(), host.size());
+  }
+  ~MirrorIds() {
+    be.cpu->release(c);
+    be.gpu->release(g);
+  }
+};
+
+void expect_same(const Mirror& m, double tol, const char* what) { EXPECT_CLOSE(m.gpu(), m.cpu(), tol, what); }
+
+void check_matmul(bool tf32, double tol) {
+  Backends be(tf32);
+  const int N = 67, C = 96, OC = 130;
+  Mirror inp(be, random_floats(static_cast<size_t>(N) * C, 1)), w(be, random_floats(static_cast<size_t>(OC) * C, 2));
+  Mirror out(be, random_floats(static_cast<size_t>(N) * OC, 3)), dout(be, random_floats(static_cast<size_t>(N) * OC, 4));
+  Mirror dinp(be, random_floats(static_cast<size_t>(N) * C, 5)), dw(be, random_floats(static_cast<size_t>(OC) * C, 6));
+  for (bool accumulate : {true, false}) {
+    be.cpu->matmul_forward(out.c, inp.c, w.c, N, C, OC, accumulate);
+    be.gpu->matmul_forward(out.g, inp.g, w.g, N, C, OC, accumulate);
+    expect_same(out, tol, accumulate ? "matmul_forward +=" : "matmul_forward =");
+    be.cpu->matmul_backward(dinp.c, dw.c, dout.c, inp.c, w.c, N, C, OC, accumulate);
+    be.gpu->matmul_backward(dinp.g, dw.g, dout.g, inp.g, w.g, N, C, OC, accumulate);
+    expect_same(dinp, tol, "matmul_backward dinp");
+    expect_same(dw, tol, "matmul_backward dweight");
+  }
+}
+
+}  // namespace
+
+TEST(cuda_matmul_fp32) { check_matmul(false, 1e-5); }
+TEST(cuda_matmul_tf32) { check_matmul(true, 5e-3); }
+
+TEST(cuda_embedding) {
+  Backends be;
+  const int rows = 300, dim = 72, vocab = 17;  // few ids: many repeats in the backward
+  MirrorIds ids(be, random_ids(rows, vocab, 7));
+  Mirror table(be, random_floats(static_cast<size_t>(vocab) * dim, 8)), out(be, static_cast<size_t>(rows) * dim);
+  be.cpu->embedding_forward(out.c, ids.c, table.c, rows, dim);
+  be.gpu->embedding_forward(out.g, ids.g, table.g, rows, dim);
+  CHECK(out.gpu() == out.cpu());
+  Mirror dout(be, random_floats(static_cast<size_t>(rows) * dim, 9));
+  be.cpu->embedding_backward(table.c, dout.c, ids.c, rows, dim);
+  be.gpu->embedding_backward(table.g, dout.g, ids.g, rows, dim);
+  expect_same(table, 1e-6, "embedding_backward");
+}
+
+TEST(cuda_rmsnorm) {
+  Backends be;
+  const int rows = 300, dim = 200;  // rows span several weight-gradient chunks
+  Mirror inp(be, random_floats(static_cast<size_t>(rows) * dim, 10)), w(be, random_floats(dim, 11));
+  Mirror out(be, static_cast<size_t>(rows) * dim), rstd(be, rows);
+  be.cpu->rmsnorm_forward(out.c, rstd.c, inp.c, w.c, rows, dim, 1e-5f);
+  be.gpu->rmsnorm_forward(out.g, rstd.g, inp.g, w.g, rows, dim, 1e-5f);
+  expect_same(out, 1e-5, "rmsnorm_forward out");
+  expect_same(rstd, 1e-5, "rmsnorm_forward rstd");
+  Mirror dout(be, random_floats(static_cast<size_t>(rows) * dim, 12));
+  Mirror dinp(be, random_floats(static_cast<size_t>(rows) * dim, 13)), dw(be, random_floats(dim, 14));
+  be.cpu->rmsnorm_backward(dinp.c, dw.c, dout.c, inp.c, w.c, rstd.c, rows, dim);
+  be.gpu->rmsnorm_backward(dinp.g, dw.g, dout.g, inp.g, w.g, rstd.g, rows, dim);
+  expect_same(dinp, 1e-5, "rmsnorm_backward dinp");
+  expect_same(dw, 1e-5, "rmsnorm_backward dweight");
+}
+
+TEST(cuda_rope) {
+  Backends be;
+  const int B = 2, T = 19, H = 3, D = 16;
+  const size_t n = static_cast<size_t>(B) * T * H * D;
+  Mirror x(be, random_floats(n, 15)), cos(be, random_floats(static_cast<size_t>(T) * D / 2, 16)),
+      sin(be, random_floats(static_cast<size_t>(T) * D / 2, 17));
+  be.cpu->rope_forward(x.c, cos.c, sin.c, B, T, H, D);
+  be.gpu->rope_forward(x.g, cos.g, sin.g, B, T, H, D);
+  expect_same(x, 1e-6, "rope_forward");
+  be.cpu->rope_backward(x.c, cos.c, sin.c, B, T, H, D);
+  be.gpu->rope_backward(x.g, cos.g, sin.g, B, T, H, D);
+  expect_same(x, 1e-6, "rope_backward");
+}
+
+TEST(cuda_attention) {
+  Backends be;
+  // Odd lengths leave partial key tiles and query blocks; the head sizes cover each register
+  // width (32, 64, 128) and both plain and grouped KV heads.
+  const AttentionShape shapes[] = {{2, 77, 4, 2, 16}, {1, 130, 6, 2, 64}, {2, 45, 3, 3, 32}, {1, 40, 2, 1, 96}};
+  for (const AttentionShape& s : shapes) {
+    const size_t nq = static_cast<size_t>(s.batch) * s.seq_len * s.num_heads * s.head_dim;
+    const size_t nkv = static_cast<size_t>(s.batch) * s.seq_len * s.num_kv_heads * s.head_dim;
+    const size_t nlse = static_cast<size_t>(s.batch) * s.num_heads * s.seq_len;
+    Mirror q(be, random_floats(nq, 20)), k(be, random_floats(nkv, 21)), v(be, random_floats(nkv, 22));
+    Mirror out(be, nq), lse(be, nlse);
+    be.cpu->attention_forward(out.c, lse.c, q.c, k.c, v.c, s);
+    be.gpu->attention_forward(out.g, lse.g, q.g, k.g, v.g, s);
+    expect_same(out, 1e-5, "attention_forward out");
+    expect_same(lse, 1e-5, "attention_forward lse");
+    Mirror dout(be, random_floats(nq, 23)), dq(be, random_floats(nq, 24)), dk(be, random_floats(nkv, 25)),
+        dv(be, random_floats(nkv, 26));
+    be.cpu->attention_backward(dq.c, dk.c, dv.c, dout.c, out.c, lse.c, q.c, k.c, v.c, s);
+    be.gpu->attention_backward(dq.g, dk.g, dv.g, dout.g, out.g, lse.g, q.g, k.g, v.g, s);
+    expect_same(dq, 1e-4, "attention_backward dq");
+    expect_same(dk, 1e-4, "attention_backward dk");
+    expect_same(dv, 1e-4, "attention_backward dv");
+  }
+}
+
+TEST(cuda_swiglu) {
+  Backends be;
+  const size_t n = 5000;
+  Mirror gate(be, random_floats(n, 30, 3.0)), up(be, random_floats(n, 31)), out(be, n);
+  be.cpu->swiglu_forward(out.c, gate.c, up.c, n);
+  be.gpu->swiglu_forward(out.g, gate.g, up.g, n);
+  expect_same(out, 1e-6, "swiglu_forward");
+  Mirror dout(be, random_floats(n, 32)), dgate(be, n), dup(be, n);
+  be.cpu->swiglu_backward(dgate.c, dup.c, dout.c, gate.c, up.c, n);
+  be.gpu->swiglu_backward(dgate.g, dup.g, dout.g, gate.g, up.g, n);
+  expect_same(dgate, 1e-6, "swiglu_backward dgate");
+  expect_same(dup, 1e-6, "swiglu_backward dup");
+}
+
+TEST(cuda_cross_entropy) {
+  Backends be;
+  for (int vocab : {3000, 49152}) {
+    const int rows = 9;
+    const std::vector<float> logits = random_floats(static_cast<size_t>(rows) * vocab, 40, 4.0);
+    MirrorIds targets(be, random_ids(rows, vocab, 41));
+    for (bool want_grad : {false, true}) {
+      Mirror z(be, logits), losses(be, rows);
+      be.cpu->cross_entropy(losses.c, z.c, targets.c, rows, vocab, 0.25f, want_grad);
+      be.gpu->cross_entropy(losses.g, z.g, targets.g, rows, vocab, 0.25f, want_grad);
+      expect_same(losses, 1e-5, "cross_entropy losses");
+      if (want_grad) expect_same(z, 1e-4, "cross_entropy gradient");
+    }
+  }
+}
+
+TEST(cuda_reductions_and_updates) {
+  Backends be;
+  const size_t n = 1'000'003;
+  Mirror x(be, random_floats(n, 50));
+  const double want = be.cpu->sum_squares(x.c, n), got = be.gpu->sum_squares(x.g, n);
+  CHECK_MSG(std::fabs(got - want) <= 1e-9 * want, "sum_squares " << got << " vs " << want);
+  be.cpu->scale(x.c, n, 0.37f);
+  be.gpu->scale(x.g, n, 0.37f);
+  CHECK(x.gpu() == x.cpu());
+  Mirror y(be, n);
+  be.cpu->copy(y.c, x.c, n);
+  be.gpu->copy(y.g, x.g, n);
+  CHECK(y.gpu() == x.cpu());
+  be.cpu->fill(y.c, n, 1.5f);
+  be.gpu->fill(y.g, n, 1.5f);
+  CHECK(y.gpu() == y.cpu());
+
+  const size_t p = 4099;
+  Mirror param(be, random_floats(p, 51)), grad(be, random_floats(p, 52)), m(be, p), v(be, p);
+  for (int64_t step = 1; step <= 3; ++step) {
+    const AdamWHyper h{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
+    be.cpu->adamw_update(param.c, grad.c, m.c, v.c, p, h);
+    be.gpu->adamw_update(param.g, grad.g, m.g, v.g, p, h);
+  }
+  expect_same(param, 1e-6, "adamw param");
+  expect_same(m, 1e-6, "adamw m");
+  expect_same(v, 1e-6, "adamw v");
+}
+
+namespace {
+
+TrainerOptions step_options(const std::string& backend) {
+  TrainerOptions o;
+  o.model = preset_config("tiny-gqa");
+  o.model.vocab_size = 1000;
+  o.optimizer = {0.9, 0.95, 1e-8, 0.01, 1.0};
+  o.schedule.peak_lr = 1e-3;
+  o.seed = 3;
+  o.threads = 2;
+  o.backend = backend;
+  return o;
+}
+
+struct StepTolerance {
+  double loss, grad_norm, weights;
+};
+
+void check_training_steps(bool tf32, const StepTolerance& tol) {
+  setenv("SMOLSTAGE_CUDA_TF32", tf32 ? "1" : "0", 1);
+  Trainer cpu(step_options("cpu")), gpu(step_options("cuda"));
+  unsetenv("SMOLSTAGE_CUDA_TF32");
+  const int batch = 4, micro = 2, seq = 70;
+  for (int s = 0; s < 3; ++s) {
+    std::vector<uint32_t> tokens(static_cast<size_t>(batch) * (seq + 1));
+    Rng rng(100 + s);
+    for (auto& t : tokens) t = static_cast<uint32_t>(rng.next() % 1000);
+    const StepResult a = cpu.step(tokens.data(), tokens.size(), batch, micro, seq);
+    const StepResult b = gpu.step(tokens.data(), tokens.size(), batch, micro, seq);
+    CHECK_MSG(std::fabs(b.loss - a.loss) <= tol.loss * a.loss, "step " << s << " loss cuda " << b.loss << " cpu " << a.loss);
+    CHECK_MSG(std::fabs(b.grad_norm - a.grad_norm) <= tol.grad_norm * a.grad_norm,
+              "step " << s << " grad norm cuda " << b.grad_norm << " cpu " << a.grad_norm);
+  }
+  const auto pc = cpu.parameters(), pg = gpu.parameters();
+  CHECK(pc.size() == pg.size());
+  for (size_t i = 0; i < pc.size(); ++i) EXPECT_CLOSE(pg[i].values, pc[i].values, tol.weights, pc[i].name);
+}
+
+}  // namespace
+
+TEST(cuda_training_steps_match_cpu_fp32) { check_training_steps(false, {1e-4, 1e-4, 1e-4}); }
+TEST(cuda_training_steps_match_cpu_tf32) { check_training_steps(true, {2e-3, 2e-2, 1e-2}); }
