@@ -7,6 +7,9 @@
  */
 export const TRAINER_SPEC_VERSION = 'smolstage.dev/trainer-spec/v1';
 
+/** Environment variable through which a pod hands the worker its spec (inline JSON or a file path). */
+export const TRAINER_SPEC_ENV = 'SMOLSTAGE_TRAINER_SPEC';
+
 export interface ModelConfig {
   hiddenSize: number;
   numLayers: number;

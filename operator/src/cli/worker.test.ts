@@ -3,27 +3,28 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { SPEC_ENV, specSource } from './worker.js';
+import { TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
+import { specSource } from './worker.js';
 
 describe('worker spec source', () => {
   it('--spec wins over the environment', async () => {
     const path = join(await mkdtemp(join(tmpdir(), 'spec-')), 'spec.json');
     await writeFile(path, '{"from":"file"}');
-    assert.deepEqual(specSource(path, { [SPEC_ENV]: '{"from":"env"}' }), {
+    assert.deepEqual(specSource(path, { [TRAINER_SPEC_ENV]: '{"from":"env"}' }), {
       text: '{"from":"file"}',
       where: path,
     });
   });
   it('reads inline JSON from the environment', () => {
-    assert.deepEqual(specSource(undefined, { [SPEC_ENV]: ' {"a":1}\n' }), {
+    assert.deepEqual(specSource(undefined, { [TRAINER_SPEC_ENV]: ' {"a":1}\n' }), {
       text: '{"a":1}',
-      where: SPEC_ENV,
+      where: TRAINER_SPEC_ENV,
     });
   });
   it('reads a path from the environment', async () => {
     const path = join(await mkdtemp(join(tmpdir(), 'spec-')), 'spec.json');
     await writeFile(path, '{"b":2}');
-    assert.deepEqual(specSource(undefined, { [SPEC_ENV]: path }), { text: '{"b":2}', where: path });
+    assert.deepEqual(specSource(undefined, { [TRAINER_SPEC_ENV]: path }), { text: '{"b":2}', where: path });
   });
   it('explains a missing spec', () => {
     assert.throws(
@@ -33,7 +34,7 @@ describe('worker spec source', () => {
   });
   it('explains an env value that is neither JSON nor a file', () => {
     assert.throws(
-      () => specSource(undefined, { [SPEC_ENV]: '/no/such/spec.json' }),
+      () => specSource(undefined, { [TRAINER_SPEC_ENV]: '/no/such/spec.json' }),
       /neither JSON nor an existing file/,
     );
   });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExitCode } from '../api/exit-codes.js';
+import { TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
 import { createNativeEngine } from '../worker/native-engine.js';
 import { validateTrainerSpec } from '../worker/spec.js';
 import { loadChoiceTasks } from '../worker/tasks.js';
@@ -14,14 +15,13 @@ import { createLogger, serveMetrics, WorkerMetrics } from '../worker/telemetry.j
 import { POISON_ENV, parseLossPoison } from '../worker/test-hooks.js';
 import { runWorker } from '../worker/worker.js';
 
-export const SPEC_ENV = 'SMOLSTAGE_TRAINER_SPEC';
 /** How long one object-store call keeps retrying before the worker gives up (exit Transient). */
 export const STORE_RETRY_ENV = 'SMOLSTAGE_STORE_RETRY_SECONDS';
 
 const HELP = `usage: smolstage worker [--spec FILE] [--work-dir DIR] [--metrics-port N] [--control-poll-ms N]
 
 Trains one stage attempt described by a trainer spec (JSON). Without --spec, the spec is read
-from ${SPEC_ENV} (inline JSON or a file path). S3 credentials come from
+from ${TRAINER_SPEC_ENV} (inline JSON or a file path). S3 credentials come from
 SMOLSTAGE_S3_ACCESS_KEY and SMOLSTAGE_S3_SECRET_KEY; ${STORE_RETRY_ENV} (default 180)
 bounds how long one object-store call retries.
 
@@ -40,10 +40,11 @@ export function specSource(
   env: NodeJS.ProcessEnv,
 ): { text: string; where: string } {
   if (specPath !== undefined) return { text: readFileSync(specPath, 'utf8'), where: specPath };
-  const fromEnv = env[SPEC_ENV]?.trim();
-  if (!fromEnv) throw new Error(`no trainer spec: pass --spec FILE or set ${SPEC_ENV}`);
-  if (fromEnv.startsWith('{')) return { text: fromEnv, where: SPEC_ENV };
-  if (!existsSync(fromEnv)) throw new Error(`${SPEC_ENV} is neither JSON nor an existing file: ${fromEnv}`);
+  const fromEnv = env[TRAINER_SPEC_ENV]?.trim();
+  if (!fromEnv) throw new Error(`no trainer spec: pass --spec FILE or set ${TRAINER_SPEC_ENV}`);
+  if (fromEnv.startsWith('{')) return { text: fromEnv, where: TRAINER_SPEC_ENV };
+  if (!existsSync(fromEnv))
+    throw new Error(`${TRAINER_SPEC_ENV} is neither JSON nor an existing file: ${fromEnv}`);
   return { text: readFileSync(fromEnv, 'utf8'), where: fromEnv };
 }
 

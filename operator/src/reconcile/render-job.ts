@@ -14,7 +14,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { DefaultedSpec } from '../api/defaults.js';
 import { ExitCode } from '../api/exit-codes.js';
-import type { TrainerSpec } from '../api/trainer-spec.js';
+import { TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
 import { Annotations, API_VERSION, jobName, Labels, MANAGED_BY, type TrainingRun } from '../api/types.js';
 import type { ObservedJob } from './observed.js';
 
@@ -95,7 +95,7 @@ export function renderAttempt(
 
   const credentials = spec.storage.credentialsSecret;
   const env: V1EnvVar[] = [
-    { name: 'SMOLSTAGE_SPEC', value: `${SPEC_MOUNT}/${SPEC_FILE}` },
+    { name: TRAINER_SPEC_ENV, value: `${SPEC_MOUNT}/${SPEC_FILE}` },
     {
       name: 'SMOLSTAGE_S3_ACCESS_KEY',
       valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.accessKeyKey } },
