@@ -195,10 +195,12 @@ async function main(): Promise<void> {
         'API requests until converged',
         `${convergenceRequests} (${(convergenceRequests / runs).toFixed(1)} per run)`,
       ],
+      ['settled (no more writes) after', `${((settled - started) / 1000).toFixed(1)} s`],
       [
         'operator RSS: empty / converged / after idle',
         `${rssIdleEmpty.toFixed(0)} / ${rssConverged.toFixed(0)} / ${rssIdle.toFixed(0)} MiB`,
       ],
+      ['operator JS heap used after idle', `${heapIdle.toFixed(0)} MiB`],
       ['idle reconciles per minute (storage polls)', idleReconciles.toFixed(0)],
       ...idle.map(
         ([key, perMinute]) => [`idle API requests/min: ${key}`, perMinute.toFixed(1)] as [string, string],
