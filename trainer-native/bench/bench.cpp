@@ -2,6 +2,7 @@
 // belongs to that configuration). Prints one JSON object on stdout.
 //   smolstage_bench --preset tiny --seq 256 --batch 4 --micro 4 --steps 5 --warmup 1 --threads 0
 //   smolstage_bench --preset smollm2-135m --print-config   (the ModelConfig JSON, for bench_torch.py)
+//   smolstage_bench --preset smollm2-135m --backend cuda --seq 1024 --batch 16   (CUDA builds)
 #include <sys/resource.h>
 
 #include <chrono>
@@ -15,7 +16,7 @@
 using namespace smolstage;
 
 int main(int argc, char** argv) {
-  std::string preset = "tiny";
+  std::string preset = "tiny", backend = "cpu";
   bool print_config = false;
   int seq = 256, batch = 4, micro = 0, steps = 5, warmup = 1, threads = 0;
   for (int i = 1; i < argc; i += 2) {
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     else if (k == "--steps") steps = std::atoi(v);
     else if (k == "--warmup") warmup = std::atoi(v);
     else if (k == "--threads") threads = std::atoi(v);
+    else if (k == "--backend") backend = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
     o.schedule.peak_lr = 1e-4;
     o.seed = 1;
     o.threads = threads;
+    o.backend = backend;
     Trainer trainer(o);
     std::vector<uint32_t> tokens(static_cast<size_t>(batch) * (seq + 1));
     Rng rng(5);

@@ -26,7 +26,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    # float32: fp32 GEMMs (PyTorch's default); tf32: fp32 weights, TF32 tensor-core GEMMs;
+    # bf16-autocast: fp32 master weights, bf16 autocast forward/backward (mixed precision).
+    ap.add_argument("--dtype", default="float32", choices=["float32", "tf32", "bf16-autocast", "bfloat16"])
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     if args.threads > 0:
@@ -46,6 +48,9 @@ def main():
         initializer_range=m["initializerRange"],
     )
     device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.dtype == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.dtype == "tf32"
+    autocast = args.dtype == "bf16-autocast"
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).to(device)
     if args.dtype == "bfloat16":
@@ -62,7 +67,8 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(input_ids=inputs).logits
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(input_ids=inputs).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,45 +1,81 @@
 #!/usr/bin/env bash
-# For a GPU machine without Node: builds the core with plain CMake, runs the C++ tests and the
-# CPU benchmark on all cores beside PyTorch on CPU and on CUDA for the same configurations.
-# Needs cmake, a C++17 compiler and a python3 with torch + transformers (SMOLSTAGE_PYTHON or
-# python3). Outputs go to $OUT when set (else build-device/). Sizes as in bench-cpu.sh
-# (BENCH_PRESETS, BENCH_SEQS, BENCH_TOKENS, BENCH_STEPS, BENCH_WARMUP).
+# For a GPU machine without Node: builds the core with plain CMake (with the CUDA backend when
+# nvcc is found), runs the C++ tests and the CUDA-vs-CPU tests, then benchmarks our CUDA backend
+# beside PyTorch CUDA (bench-gpu.sh) and our CPU backend beside PyTorch CPU. A failing test does
+# not stop the benchmarks; the exit status reports both.
+# Needs cmake, a C++17 compiler, python3 with torch + transformers (SMOLSTAGE_PYTHON or python3),
+# for the CUDA part nvcc (PATH, CUDACXX, or /usr/local/cuda/bin). Outputs (8 files) go to $OUT
+# when set (else build-device/). CPU bench sizes as in bench-cpu.sh (BENCH_PRESETS, BENCH_SEQS,
+# BENCH_TOKENS, BENCH_STEPS, BENCH_WARMUP); GPU bench sizes GPU_BENCH_* (see below); extra CMake
+# flags in DEVICE_CMAKE_ARGS (e.g. -DSMOLSTAGE_CUDA=OFF).
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 out=${OUT:-build-device}
 mkdir -p "$out"
 python=${SMOLSTAGE_PYTHON:-python3}
 jobs=${BUILD_JOBS:-16}
 status=0
+started=$(date +%s)
+section() { echo "== $1 (t=$(($(date +%s) - started))s)"; }
+
+if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1; then
+  for candidate in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
+    if [ -x "$candidate" ]; then export CUDACXX=$candidate; break; fi
+  done
+fi
+have_gpu=0
+nvidia-smi -L >/dev/null 2>&1 && have_gpu=1
 {
-  echo "== machine"
+  section machine
   nproc
   lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)|Thread' || true
-  ldconfig -p 2>/dev/null | grep -iE "blas|gomp" || echo "no BLAS in the loader cache (built-in GEMM)"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
+  "${CUDACXX:-${SMOLSTAGE_NVCC:-nvcc}}" --version 2>/dev/null | tail -2 || echo "no nvcc"
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__)'
 } 2>&1 | tee "$out/machine.txt"
 
 build=$(mktemp -d "${TMPDIR:-/tmp}/smolstage-device-build.XXXXXX")
-echo "== build ($build, -j$jobs)"
-if ! { cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release && cmake --build "$build" -j "$jobs"; } >"$out/build.log" 2>&1; then
+section "build ($build, -j$jobs)"
+# shellcheck disable=SC2086  # DEVICE_CMAKE_ARGS is a list of flags
+if ! { cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release ${DEVICE_CMAKE_ARGS:-} && cmake --build "$build" -j "$jobs"; } >"$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   echo "device-check: build failed (see $out/build.log)" >&2
   exit 1
 fi
-grep -E "smolstage GEMM" "$out/build.log" || true
+grep -E "smolstage GEMM|smolstage CUDA backend" "$out/build.log" || true
+cuda_built=0
+[ -x "$build/smolstage_cuda_tests" ] && cuda_built=1
 
-echo "== ctest"
-ctest --test-dir "$build" --output-on-failure -V >"$out/ctest.log" 2>&1 || status=1
-grep -E "^[0-9]+: (FAIL|ok|[0-9]+ tests)" "$out/ctest.log" | grep -vE ": ok " || true
+section "ctest (C++ tests; CUDA tests when built and a GPU is present)"
+ctest --test-dir "$build" --output-on-failure -V -E smolstage_cuda_tests >"$out/ctest.log" 2>&1 || status=1
+if [ "$cuda_built" = 1 ] && [ "$have_gpu" = 1 ]; then
+  echo "---- smolstage_cuda_tests" >>"$out/ctest.log"
+  timeout 300 "$build/smolstage_cuda_tests" >>"$out/ctest.log" 2>&1 || status=1
+elif [[ "${DEVICE_CMAKE_ARGS:-}" == *SMOLSTAGE_CUDA=OFF* ]]; then
+  echo "CUDA tests not run (SMOLSTAGE_CUDA=OFF)" | tee -a "$out/ctest.log"
+else
+  echo "CUDA tests not run (CUDA backend built: $cuda_built, GPU present: $have_gpu)" | tee -a "$out/ctest.log"
+  status=1
+fi
+grep -E -A1 "(^|: )FAIL " "$out/ctest.log" | head -60 || true
+grep -E "[0-9]+ tests, [0-9]+ failed" "$out/ctest.log" || true
 
-echo "== bench (ours on CPU, PyTorch on CPU and CUDA)"
-devices=cpu
-"$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' && devices=cpu,cuda
+if [ "$cuda_built" = 1 ] && [ "$have_gpu" = 1 ]; then
+  section "bench GPU (ours cuda, PyTorch cuda)"
+  BENCH_BIN="$build/smolstage_bench" BENCH_OUT="$out/bench-gpu.json" BENCH_PRESETS="${GPU_BENCH_PRESETS:-tiny,smollm2-135m}" \
+    BENCH_SEQS="${GPU_BENCH_SEQS:-1024}" BENCH_TOKENS="${GPU_BENCH_TOKENS:-16384}" BENCH_STEPS="${GPU_BENCH_STEPS:-5}" \
+    BENCH_WARMUP="${GPU_BENCH_WARMUP:-2}" SMOLSTAGE_PYTHON="$python" \
+    bash scripts/bench-gpu.sh 2>>"$out/bench.stderr" | tee "$out/bench-gpu.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+
+# PyTorch CUDA numbers are in the GPU table above, so this one compares CPU with CPU.
+section "bench CPU (ours cpu, PyTorch cpu)"
 "$python" scripts/bench_compare.py --bench-bin "$build/smolstage_bench" \
   --presets "${BENCH_PRESETS:-tiny,tiny-gqa,smollm2-135m}" --seqs "${BENCH_SEQS:-256,1024}" \
   --tokens "${BENCH_TOKENS:-4096}" --steps "${BENCH_STEPS:-3}" --warmup "${BENCH_WARMUP:-1}" \
-  --threads "$(nproc)" --torch-devices "$devices" --out "$out/bench.json" 2>"$out/bench.stderr" | tee "$out/bench.txt"
+  --threads "$(nproc)" --torch-devices cpu --out "$out/bench.json" 2>>"$out/bench.stderr" | tee "$out/bench.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+section "done (status $status)"
 rm -rf "$build"
 exit $status
