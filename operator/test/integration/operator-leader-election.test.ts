@@ -97,6 +97,7 @@ describe('operator leader election (real API server, real processes)', () => {
     );
     assert.equal(otherRequests(bMetrics), 0, 'the standby touches nothing but the Lease');
     assert.equal(await b.probe('/readyz'), 200, 'a standby is ready (it is doing its job: waiting)');
+    assert.equal(await a.probe('/readyz'), 200, 'the leader is ready once its caches synced');
 
     const before = (await lease()).spec;
     a.kill('SIGKILL');
