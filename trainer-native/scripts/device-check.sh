@@ -4,8 +4,8 @@
 # beside PyTorch CUDA (bench-gpu.sh) and our CPU backend beside PyTorch CPU. A failing test does
 # not stop the benchmarks; the exit status reports both.
 # Needs cmake, a C++17 compiler, python3 with torch + transformers (SMOLSTAGE_PYTHON or python3),
-# for the CUDA part nvcc (PATH, CUDACXX, or /usr/local/cuda/bin). Outputs (8 files) go to $OUT
-# when set (else build-device/). CPU bench sizes as in bench-cpu.sh (BENCH_PRESETS, BENCH_SEQS,
+# for the CUDA part nvcc (CUDACXX, PATH, SMOLSTAGE_NVCC or /usr/local/cuda/bin). Outputs (8
+# files) go to $OUT when set (else build-device/). CPU bench sizes as in bench-cpu.sh (BENCH_PRESETS, BENCH_SEQS,
 # BENCH_TOKENS, BENCH_STEPS, BENCH_WARMUP); GPU bench sizes GPU_BENCH_* (see below); extra CMake
 # flags in DEVICE_CMAKE_ARGS (e.g. -DSMOLSTAGE_CUDA=OFF).
 set -uo pipefail
@@ -19,7 +19,7 @@ started=$(date +%s)
 section() { echo "== $1 (t=$(($(date +%s) - started))s)"; }
 
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1; then
-  for candidate in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
+  for candidate in ${SMOLSTAGE_NVCC:-} /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
     if [ -x "$candidate" ]; then export CUDACXX=$candidate; break; fi
   done
 fi
@@ -30,7 +30,7 @@ nvidia-smi -L >/dev/null 2>&1 && have_gpu=1
   nproc
   lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)|Thread' || true
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
-  "${CUDACXX:-${SMOLSTAGE_NVCC:-nvcc}}" --version 2>/dev/null | tail -2 || echo "no nvcc"
+  "${CUDACXX:-nvcc}" --version 2>/dev/null | tail -2 || echo "no nvcc"
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__)'
 } 2>&1 | tee "$out/machine.txt"
 

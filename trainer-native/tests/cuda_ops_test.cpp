@@ -6,8 +6,9 @@
 // in summation order and expf vs the CPU's exp: 1e-5 for elementwise ops and GEMMs, 1e-4 for
 // attention and cross-entropy over long rows; sum_squares (double) 1e-9. TF32 GEMMs round their
 // inputs to a 10-bit mantissa: 5e-3 for one GEMM. Training steps with TF32 off: loss and
-// gradient norm 1e-4 relative, weights after 3 steps 1e-4; with TF32 on: loss 2e-3, gradient
-// norm 2e-2.
+// gradient norm 1e-4 relative, weights after 3 steps 1e-3 (Adam's first steps move a weight by
+// ±lr whatever the gradient's size, so a near-zero gradient whose sign differs in rounding moves
+// it the other way); with TF32 on: loss 2e-3, gradient norm 2e-2, weights 2e-2.
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -195,12 +196,12 @@ TEST(cuda_swiglu) {
   Mirror gate(be, random_floats(n, 30, 3.0)), up(be, random_floats(n, 31)), out(be, n);
   be.cpu->swiglu_forward(out.c, gate.c, up.c, n);
   be.gpu->swiglu_forward(out.g, gate.g, up.g, n);
-  expect_same(out, 1e-6, "swiglu_forward");
+  expect_same(out, 1e-5, "swiglu_forward");
   Mirror dout(be, random_floats(n, 32)), dgate(be, n), dup(be, n);
   be.cpu->swiglu_backward(dgate.c, dup.c, dout.c, gate.c, up.c, n);
   be.gpu->swiglu_backward(dgate.g, dup.g, dout.g, gate.g, up.g, n);
-  expect_same(dgate, 1e-6, "swiglu_backward dgate");
-  expect_same(dup, 1e-6, "swiglu_backward dup");
+  expect_same(dgate, 1e-5, "swiglu_backward dgate");
+  expect_same(dup, 1e-5, "swiglu_backward dup");
 }
 
 TEST(cuda_cross_entropy) {
@@ -288,5 +289,5 @@ void check_training_steps(bool tf32, const StepTolerance& tol) {
 
 }  // namespace
 
-TEST(cuda_training_steps_match_cpu_fp32) { check_training_steps(false, {1e-4, 1e-4, 1e-4}); }
-TEST(cuda_training_steps_match_cpu_tf32) { check_training_steps(true, {2e-3, 2e-2, 1e-2}); }
+TEST(cuda_training_steps_match_cpu_fp32) { check_training_steps(false, {1e-4, 1e-4, 1e-3}); }
+TEST(cuda_training_steps_match_cpu_tf32) { check_training_steps(true, {2e-3, 2e-2, 2e-2}); }

@@ -2,6 +2,7 @@
 // per op in ops/. Everything runs on the legacy default stream, so host copies (upload,
 // download, sum_squares) order themselves after the kernels before them without extra syncs.
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 
 #include "cuda/check.cuh"
@@ -16,6 +17,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(bool tf32) : tf32_(tf32) {
     int count = 0;
     CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (count == 0) throw std::runtime_error("backend 'cuda': no CUDA device is visible; use backend 'cpu'");
     CUDA_CHECK(cudaGetDevice(&device_));
     CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
     CUBLAS_CHECK(cublasCreate(&cublas_));
