@@ -13,13 +13,30 @@ export const commands: Record<string, Command> = {
     summary: 'tokenizers, token shards, evaluation tasks, quickstart data',
     load: () => import('./data.js'),
   },
-  worker: { summary: 'train one stage attempt from a trainer spec (the trainer pod)', load: () => import('./worker.js') },
-  operator: { summary: 'run the TrainingRun controller against a cluster', load: () => import('./operator.js') },
+  worker: {
+    summary: 'train one stage attempt from a trainer spec (the trainer pod)',
+    load: () => import('./worker.js'),
+  },
+  operator: {
+    summary: 'run the TrainingRun controller against a cluster',
+    load: () => import('./operator.js'),
+  },
+  run: {
+    summary: 'run a TrainingRun on this machine (default: the CPU quickstart)',
+    load: () => import('./run.js'),
+  },
 };
 
 export function usage(): string {
   const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return ['usage: smolstage <command> [options]', '', 'commands:', ...rows, '', 'Run `smolstage <command> --help` for a command\'s options.'].join('\n');
+  return [
+    'usage: smolstage <command> [options]',
+    '',
+    'commands:',
+    ...rows,
+    '',
+    "Run `smolstage <command> --help` for a command's options.",
+  ].join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,173 @@
+/**
+ * `smolstage run [run.yaml]`: a TrainingRun on this machine — the same reconcile core as the
+ * operator, with worker processes for Jobs and files for the store (drivers/local). Without a
+ * file it runs examples/quickstart.yaml, generating the quickstart's data first.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DataInputError } from '../data/errors.js';
+import { Display } from '../drivers/local/display.js';
+import { LocalDriver } from '../drivers/local/driver.js';
+import { exportHuggingFace } from '../drivers/local/export.js';
+import {
+  checkInputsExist,
+  ensureQuickstartData,
+  localInputs,
+  usesQuickstartData,
+} from '../drivers/local/inputs.js';
+import { loadRunFile, RunFileError } from '../drivers/local/run-file.js';
+import { continueState, readState, StateFileError } from '../drivers/local/state.js';
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DEFAULT_RUN = join(packageRoot, '..', 'examples', 'quickstart.yaml');
+const CLI_ENTRY = join(packageRoot, 'bin', 'smolstage.js');
+
+const USAGE = `usage: smolstage run [run.yaml] [--dir DIR] [--fresh] [--threads N]
+
+Runs a TrainingRun on this machine (CPU, files on disk) with the operator's decision logic:
+stages, promotions, mixture adjustments, retries. Without a file it runs the CPU quickstart
+(examples/quickstart.yaml) and generates its data first. Rerunning the same command resumes
+where it stopped (Ctrl-C saves a checkpoint first).
+
+  --dir DIR      work directory: state, checkpoints, metrics, export
+                 (default: ./.smolstage/<run name>); s3://<bucket>/<key> inputs are read
+                 from DIR/buckets/<bucket>/<key>
+  --fresh        forget earlier progress in DIR (prepared data is kept)
+  --threads N    CPU threads per worker (default 0: all cores)
+
+Exit codes: 0 the run succeeded, 1 it failed, 2 bad input, 130 interrupted (resumable).`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: { dir?: string; fresh?: boolean; threads?: string; help?: boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        dir: { type: 'string' },
+        fresh: { type: 'boolean' },
+        threads: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+      strict: true,
+    }));
+  } catch (error) {
+    console.error(`smolstage run: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  try {
+    return await runLocally(positionals, values);
+  } catch (error) {
+    if (error instanceof RunFileError || error instanceof StateFileError || error instanceof DataInputError) {
+      console.error(`smolstage run: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+async function runLocally(
+  positionals: string[],
+  values: { dir?: string; fresh?: boolean; threads?: string },
+): Promise<number> {
+  if (positionals.length > 1) throw new RunFileError(`give at most one run file, got ${positionals.length}`);
+  const threads = Number(values.threads ?? 0);
+  if (!Number.isInteger(threads) || threads < 0)
+    throw new RunFileError(`--threads must be a whole number (0 = all cores), got '${values.threads}'`);
+  const file = positionals[0] ?? DEFAULT_RUN;
+  const started = Date.now();
+  const runSpec = await loadRunFile(file);
+  const workDir = resolve(values.dir ?? join('.smolstage', runSpec.metadata.name));
+  const display = new Display(process.stderr, process.stderr.isTTY === true);
+  display.say(`smolstage run: ${runSpec.metadata.name} from ${file}; work directory ${workDir}`);
+  await mkdir(workDir, { recursive: true });
+  const releaseLock = await lock(workDir);
+  try {
+    if (values.fresh) {
+      for (const path of ['state.json', 'jobs', 'local', 'export', 'scratch'])
+        await rm(join(workDir, path), { recursive: true, force: true });
+    }
+    const inputs = localInputs(runSpec, workDir);
+    if (usesQuickstartData(runSpec))
+      await ensureQuickstartData(
+        workDir,
+        (l) => display.say(l),
+        process.stderr.isTTY ? process.stderr : null,
+      );
+    checkInputsExist(runSpec, inputs);
+
+    const state = continueState(await readState(join(workDir, 'state.json')), runSpec, file);
+    if (state.run.status?.phase !== undefined)
+      display.say(
+        `resuming: the run was ${state.run.status.phase} at ${state.run.status.tokens ?? '0'} tokens`,
+      );
+    const driver = new LocalDriver({ state, workDir, inputs, threads, cliEntry: CLI_ENTRY, display });
+    const onSignal = () => driver.interrupt();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let outcome: Awaited<ReturnType<LocalDriver['run']>>;
+    try {
+      outcome = await driver.run();
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    const minutes = ((Date.now() - started) / 60000).toFixed(1);
+    if (outcome === 'Interrupted') {
+      display.say(
+        `stopped after ${minutes} min; state saved in ${relative('.', driver.statePath())}. Run the same command again to resume.`,
+      );
+      return 130;
+    }
+    console.log(`\n${driver.summary()}\n`);
+    if (outcome === 'Failed') {
+      console.log(
+        `run ${runSpec.metadata.name} FAILED after ${minutes} min: ${state.run.status?.message ?? ''}`,
+      );
+      console.log(`worker logs: ${join(workDir, 'jobs', '*', 'worker.log')}`);
+      return 1;
+    }
+    const final = driver.finalCheckpoint();
+    if (final === null) throw new Error('a succeeded run without a final checkpoint');
+    const exportDir = join(workDir, 'export');
+    display.say(`exporting the final model (Hugging Face format) from ${final.checkpointDir}`);
+    await exportHuggingFace({ ...final, tokenizerPath: inputs.tokenizer, outDir: exportDir });
+    console.log(
+      `run ${runSpec.metadata.name} succeeded in ${minutes} min: ${state.run.status?.tokens} tokens`,
+    );
+    console.log(
+      `model: ${exportDir} (model.safetensors, config.json, tokenizer.json; load with transformers' AutoModelForCausalLM.from_pretrained)`,
+    );
+    return 0;
+  } finally {
+    await releaseLock();
+  }
+}
+
+/** One `smolstage run` per work directory; a lock left by a dead process is taken over. */
+async function lock(workDir: string): Promise<() => Promise<void>> {
+  const path = join(workDir, 'run.lock');
+  if (existsSync(path)) {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    let alive = false;
+    try {
+      alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && (process.kill(pid, 0), true);
+    } catch {
+      alive = false;
+    }
+    if (alive)
+      throw new RunFileError(
+        `another smolstage run (pid ${pid}) is using ${workDir}; wait for it or stop it`,
+      );
+  }
+  await writeFile(path, `${process.pid}\n`);
+  return () => rm(path, { force: true });
+}

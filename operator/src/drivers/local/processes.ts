@@ -1,0 +1,165 @@
+/**
+ * Worker processes: the local driver's Jobs. Each runs `smolstage worker --spec FILE` (the same
+ * CLI) in its own process group, so a terminal's Ctrl-C reaches only `smolstage run`, which
+ * forwards SIGTERM and lets the worker commit a checkpoint. A pid file per job lets a rerun find
+ * a worker that outlived a killed `smolstage run`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { ExitCode } from '../../api/exit-codes.js';
+import type { LocalJob } from './state.js';
+
+export interface WorkerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The worker's last `reason` log field (why it exited), when it logged one. */
+  reason?: string;
+}
+
+/**
+ * Pure: the job after its worker exited, and whether a new worker must take over — exit codes
+ * mapped as a Job's podFailurePolicy maps them (docs/worker.md): 0 succeeded; 4 (preempted after
+ * a checkpoint) replaces the worker without failing the Job; anything else fails the Job with
+ * its code, for the reconcile core to complete, retry or fail the stage.
+ */
+export function jobAfterExit(
+  job: LocalJob,
+  exit: WorkerExit,
+  shuttingDown: boolean,
+  now: string,
+): { job: LocalJob; replace: boolean } {
+  if (job.phase === 'Suspended') return { job, replace: false };
+  const preempted = exit.code === ExitCode.Preempted || (shuttingDown && exit.signal !== null);
+  if (preempted) return { job, replace: !shuttingDown };
+  if (exit.code === ExitCode.Finished)
+    return { job: { ...job, phase: 'Succeeded', finishedAt: now }, replace: false };
+  const what = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
+  return {
+    job: {
+      ...job,
+      phase: 'Failed',
+      ...(exit.code !== null ? { exitCode: exit.code } : {}),
+      failureMessage: exit.reason ? `${what}: ${exit.reason}` : what,
+      finishedAt: now,
+    },
+    replace: false,
+  };
+}
+
+export interface StepLine {
+  step: number;
+  tokens: number;
+  loss: number;
+  seconds: number;
+}
+
+export interface RunningWorker {
+  child: ChildProcess;
+  exited: Promise<WorkerExit>;
+}
+
+export interface SpawnOptions {
+  cliEntry: string;
+  jobDir: string;
+  scratchDir: string;
+  controlPollMs: number;
+  env: NodeJS.ProcessEnv;
+  onStep: (line: StepLine) => void;
+}
+
+export const specFile = (jobDir: string) => join(jobDir, 'spec.json');
+const pidFile = (jobDir: string) => join(jobDir, 'worker.pid');
+
+export function spawnWorker(o: SpawnOptions): RunningWorker {
+  const child = spawn(
+    process.execPath,
+    [
+      o.cliEntry,
+      'worker',
+      '--spec',
+      specFile(o.jobDir),
+      '--work-dir',
+      o.scratchDir,
+      '--metrics-port=-1',
+      '--control-poll-ms',
+      String(o.controlPollMs),
+    ],
+    { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: o.env },
+  );
+  const log = createWriteStream(join(o.jobDir, 'worker.log'), { flags: 'a' });
+  if (child.pid !== undefined) void writeFile(pidFile(o.jobDir), `${child.pid}\n`);
+  let reason: string | undefined;
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  lines.on('line', (line) => {
+    log.write(`${line}\n`);
+    if (!line.startsWith('{')) return;
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry.message === 'step' && typeof entry.step === 'number') o.onStep(entry as unknown as StepLine);
+      if (typeof entry.reason === 'string') reason = entry.reason.split('\n')[0];
+    } catch {
+      // not a log object: kept in the log file only
+    }
+  });
+  child.stderr?.pipe(log, { end: false });
+  const exited = new Promise<WorkerExit>((done) => {
+    child.on('close', (code, signal) => {
+      log.end();
+      void rm(pidFile(o.jobDir), { force: true });
+      done({ code, signal, ...(reason !== undefined ? { reason } : {}) });
+    });
+    child.on('error', (error) => {
+      log.end();
+      done({ code: ExitCode.Transient, signal: null, reason: `cannot start the worker: ${error.message}` });
+    });
+  });
+  return { child, exited };
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Workers left running by a `smolstage run` that was killed: asks each to checkpoint and stop
+ * (SIGTERM), waits up to `graceSeconds`, then kills it. A pid whose command line is not this
+ * job's worker (the pid was reused) is left alone.
+ */
+export async function stopLeftoverWorkers(
+  jobsDir: string,
+  graceSeconds: number,
+  say: (line: string) => void,
+): Promise<void> {
+  if (!existsSync(jobsDir)) return;
+  for (const name of readdirSync(jobsDir)) {
+    const jobDir = join(jobsDir, name);
+    const path = pidFile(jobDir);
+    if (!existsSync(path)) continue;
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    let commandLine = '';
+    try {
+      commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      // gone
+    }
+    if (Number.isInteger(pid) && pid > 0 && commandLine.includes(specFile(jobDir)) && alive(pid)) {
+      say(
+        `a worker of ${name} (pid ${pid}) outlived an earlier smolstage run; asking it to checkpoint and stop`,
+      );
+      process.kill(pid, 'SIGTERM');
+      const deadline = Date.now() + graceSeconds * 1000;
+      while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      while (alive(pid)) await new Promise((r) => setTimeout(r, 100));
+    }
+    await rm(path, { force: true });
+  }
+}
