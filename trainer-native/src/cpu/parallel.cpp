@@ -11,26 +11,16 @@
 #endif
 
 namespace smolstage::cpu {
-namespace {
-int g_threads = 1;
-
-void set_blas_threads(int n) {
-#if defined(SMOLSTAGE_HAVE_CBLAS) && defined(SMOLSTAGE_HAVE_OPENBLAS_THREADS)
-  openblas_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
-}  // namespace
 
 void set_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
   if (threads <= 0) threads = 1;
-  g_threads = threads;
 #ifdef _OPENMP
   omp_set_num_threads(threads);
 #endif
-  set_blas_threads(threads);
+#if defined(SMOLSTAGE_HAVE_CBLAS) && defined(SMOLSTAGE_HAVE_OPENBLAS_THREADS)
+  openblas_set_num_threads(1);  // gemm() parallelizes over OpenMP threads itself
+#endif
 }
 
 int thread_count() {
@@ -49,14 +39,12 @@ int thread_index() {
 #endif
 }
 
-// An OpenMP build of OpenBLAS already runs serially inside our parallel regions (and its
-// thread setter would change our own OpenMP thread count), so there is nothing to do.
-#ifdef SMOLSTAGE_BLAS_USES_OPENMP
-SerialBlasScope::SerialBlasScope() {}
-SerialBlasScope::~SerialBlasScope() {}
+bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
 #else
-SerialBlasScope::SerialBlasScope() { set_blas_threads(1); }
-SerialBlasScope::~SerialBlasScope() { set_blas_threads(g_threads); }
+  return false;
 #endif
+}
 
 }  // namespace smolstage::cpu

@@ -1,4 +1,5 @@
-// Thread control for the CPU backend: OpenMP for our loops, and the BLAS library's own pool.
+// Thread control for the CPU backend: one OpenMP pool runs our loops and, slab by slab, the
+// GEMMs; the BLAS library itself is kept single-threaded.
 #pragma once
 
 namespace smolstage::cpu {
@@ -7,15 +8,6 @@ namespace smolstage::cpu {
 void set_threads(int threads);
 int thread_count();
 int thread_index();  // inside a parallel region
-
-// Inside our own parallel loops each thread calls BLAS on small blocks; the BLAS pool must not
-// spawn more threads on top. Restores the previous count on destruction.
-class SerialBlasScope {
- public:
-  SerialBlasScope();
-  ~SerialBlasScope();
-  SerialBlasScope(const SerialBlasScope&) = delete;
-  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
-};
+bool in_parallel();
 
 }  // namespace smolstage::cpu

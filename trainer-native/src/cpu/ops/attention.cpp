@@ -46,7 +46,6 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const int threads = thread_count();
   float* scratch = ws.get(1, static_cast<size_t>(threads) * kQueryBlock * T);
   const int tasks = s.batch * H;
-  SerialBlasScope serial;
 #pragma omp parallel
   {
     float* scores = scratch + static_cast<size_t>(thread_index()) * kQueryBlock * T;
@@ -98,8 +97,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   float* dk_heads = ws.get(2, static_cast<size_t>(tasks) * head_floats);
   float* dv_heads = ws.get(3, static_cast<size_t>(tasks) * head_floats);
   {
-    SerialBlasScope serial;
-#pragma omp parallel
+  #pragma omp parallel
     {
       float* probs = scratch + static_cast<size_t>(thread_index()) * 2 * block_floats;
       float* dprobs = probs + block_floats;

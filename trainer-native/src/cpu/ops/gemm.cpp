@@ -109,12 +109,51 @@ void gemm_builtin(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
   }
 }
 
+#ifdef SMOLSTAGE_HAVE_CBLAS
+namespace {
+
+void blas_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+               int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace
+#endif
+
+// With a BLAS, the library runs single-threaded (see parallel.cpp) and this function splits C
+// into one slab per OpenMP thread along its longer side. A single thread pool for GEMMs and
+// our own loops avoids two pools spinning against each other, which costs more than half the
+// throughput on many-core machines.
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
           int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
 #ifdef SMOLSTAGE_HAVE_CBLAS
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-              alpha, a, lda, b, ldb, beta, c, ldc);
+  const int threads = thread_count();
+  const double flops = 2.0 * m * n * k;
+  if (threads <= 1 || in_parallel() || flops < 4e6) {
+    blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  const bool split_rows = m >= n;
+  const int extent = split_rows ? m : n;
+  const int align = 16;
+  const int slabs = std::min(threads, (extent + align - 1) / align);
+  const int per = ((extent + slabs - 1) / slabs + align - 1) / align * align;
+#pragma omp parallel for schedule(static, 1) num_threads(slabs)
+  for (int s = 0; s < slabs; ++s) {
+    const int begin = s * per;
+    const int len = std::min(per, extent - begin);
+    if (len <= 0) continue;
+    if (split_rows) {
+      const float* a_rows = trans_a ? a + begin : a + static_cast<size_t>(begin) * lda;
+      blas_gemm(trans_a, trans_b, len, n, k, alpha, a_rows, lda, b, ldb, beta, c + static_cast<size_t>(begin) * ldc,
+                ldc);
+    } else {
+      const float* b_cols = trans_b ? b + static_cast<size_t>(begin) * ldb : b + begin;
+      blas_gemm(trans_a, trans_b, m, len, k, alpha, a, lda, b_cols, ldb, beta, c + begin, ldc);
+    }
+  }
 #else
   gemm_builtin(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
