@@ -74,9 +74,13 @@ export class LeaderElector {
     }
   }
 
+  /** When the election loop last completed an attempt; a stale value means the loop is wedged. */
+  lastAttemptAt = Date.now();
+
   private async run(): Promise<void> {
     while (!this.stopped) {
       const acquired = await this.tryAcquireOrRenew();
+      this.lastAttemptAt = Date.now();
       if (this.stopped) break;
       const now = Date.now();
       if (acquired) {

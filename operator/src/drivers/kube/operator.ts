@@ -11,6 +11,9 @@ import { LeaderElector } from './leader-election.js';
 import type { Logger } from './logger.js';
 import { OperatorMetrics } from './operator-metrics.js';
 
+/** Longer than any single lease attempt can take (two 30 s request timeouts). */
+const ELECTION_STALL_MS = 90_000;
+
 export interface OperatorOptions {
   kubeConfig: KubeConfig;
   logger: Logger;
@@ -73,7 +76,11 @@ export class Operator {
     this.started = true;
     const { metricsPort, healthPort } = this.options;
     const probes = {
-      healthy: () => this.started,
+      // Alive while the election loop keeps turning (each attempt is bounded by the request
+      // timeout); a wedged loop would hold or chase the lease without acting on it.
+      healthy: () =>
+        this.started &&
+        (this.elector === undefined || Date.now() - this.elector.lastAttemptAt < ELECTION_STALL_MS),
       // A standby replica is ready (it serves its purpose: waiting); a leader once its caches synced.
       ready: () =>
         this.isLeader ? (this.controller?.synced ?? false) : this.options.leaderElection !== undefined,
