@@ -19,7 +19,9 @@ import {
 import { apiRequests, OperatorProcess } from './support/processes.js';
 
 const LEASE = 'smolstage-test-leader';
-const LEASE_SECONDS = 3;
+// Long enough that a clean handover (SIGTERM) is clearly faster than waiting for expiry even on
+// a loaded machine; short enough to keep the test quick.
+const LEASE_SECONDS = 6;
 
 describe('operator leader election (real API server, real processes)', () => {
   let client: KubeClient;
@@ -51,7 +53,7 @@ describe('operator leader election (real API server, real processes)', () => {
       '--lease-duration',
       `${LEASE_SECONDS}s`,
       '--renew-deadline',
-      '2s',
+      '4s',
       '--retry-period',
       '200ms',
       '--poll-interval',
@@ -110,9 +112,9 @@ describe('operator leader election (real API server, real processes)', () => {
       acquiredByB - lastRenewByA >= LEASE_SECONDS * 1000 - 300,
       `took over ${acquiredByB - lastRenewByA} ms after a's renewal read, before the ${LEASE_SECONDS}s lease expired`,
     );
-    // Liveness: and not much later than that (a few retry periods).
+    // Liveness: and not much later than that (a few retry periods, with room for a loaded machine).
     assert.ok(
-      acquiredByB - lastRenewByA <= LEASE_SECONDS * 1000 + 2500,
+      acquiredByB - lastRenewByA <= LEASE_SECONDS * 1000 + 5000,
       `took over ${acquiredByB - lastRenewByA} ms after a's last renewal`,
     );
     assert.equal(after.spec?.leaseTransitions, (before?.leaseTransitions ?? 0) + 1);
