@@ -48,8 +48,7 @@ def main():
         initializer_range=m["initializerRange"],
     )
     device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = args.dtype == "tf32"
-    torch.backends.cudnn.allow_tf32 = args.dtype == "tf32"
+    torch.set_float32_matmul_precision("high" if args.dtype == "tf32" else "highest")
     autocast = args.dtype == "bf16-autocast"
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).to(device)
