@@ -158,10 +158,13 @@ async function lock(workDir: string): Promise<() => Promise<void>> {
   if (existsSync(path)) {
     const pid = Number(readFileSync(path, 'utf8').trim());
     let alive = false;
-    try {
-      alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && (process.kill(pid, 0), true);
-    } catch {
-      alive = false;
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch {
+        alive = false;
+      }
     }
     if (alive)
       throw new RunFileError(

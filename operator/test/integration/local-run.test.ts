@@ -1,0 +1,237 @@
+/**
+ * `smolstage run` (local mode) end to end, as a user runs it: a child process on tiny budgets
+ * with the real worker and native trainer, files on disk. Checks what the run leaves behind —
+ * the state file, committed checkpoints, the export — not its log wording, except for the
+ * error messages users act on.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Stage, TrainingRun } from '../../src/api/types.js';
+import { Display } from '../../src/drivers/local/display.js';
+import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
+import type { LocalState } from '../../src/drivers/local/state.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
+
+let root: string;
+let data: string;
+
+function runYaml(name: string, stageTwoTokens: string): string {
+  const d = (n: string) => `${data}/buckets/smolstage/quickstart/datasets/${n}`;
+  return `apiVersion: smolstage.dev/v1alpha1
+kind: TrainingRun
+metadata: {name: ${name}}
+spec:
+  model: {preset: tiny, config: {vocabSize: 512}}
+  tokenizer: {uri: ${data}/buckets/smolstage/quickstart/tokenizer.json}
+  datasets:
+    prose: {uri: ${d('prose')}}
+    code: {uri: ${d('code')}}
+    math: {uri: ${d('math')}}
+  batch: {sequenceLength: 64, globalBatchTokens: 512, microBatchSize: 8}
+  optimizer: {lr: 3.0e-3}
+  checkpoint: {everySteps: 5, keepLast: 2}
+  evaluation:
+    everySteps: 5
+    heldOutLoss: [code, math]
+    heldOutSequences: 4
+    tasks: [{name: arithmetic, uri: ${data}/buckets/smolstage/quickstart/evals/arithmetic.jsonl}]
+  stages:
+    - {name: one, tokens: 5K, mixture: {prose: 0.7, code: 0.3}}
+    - name: two
+      tokens: ${stageTwoTokens}
+      mixture: {prose: 0.5, code: 0.2, math: 0.3}
+      adjust: [{when: {metric: eval.code.loss, above: 0.01}, scale: {code: 2}}]
+    - name: three
+      tokens: 5K
+      mixture: {prose: 0.4, code: 0.2, math: 0.4}
+      promotion: {anyOf: [{metric: train.loss, below: 1000, afterTokens: 2K}], maxTokens: 400K}
+`;
+}
+
+interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function smolstage(args: string[]): { child: ChildProcess; done: Promise<Finished> } {
+  const child = spawn(process.execPath, [CLI, 'run', ...args, '--threads', '1'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (b) => {
+    stdout += b;
+  });
+  child.stderr?.on('data', (b) => {
+    stderr += b;
+  });
+  const done = new Promise<Finished>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, done };
+}
+
+const readState = (dir: string) => JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as LocalState;
+const stage = (state: LocalState, name: string) => state.stages.find((s) => s.spec.name === name) as Stage;
+
+function committedSteps(dir: string, run: string, stageName: string): number[] {
+  const stageDir = join(dir, 'local', run, 'checkpoints', stageName);
+  if (!existsSync(stageDir)) return [];
+  return readdirSync(stageDir)
+    .filter((d) => existsSync(join(stageDir, d, 'COMMITTED')))
+    .map((d) => Number(d.replace('step-', '')));
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'smolstage-local-run-'));
+  data = join(root, 'data');
+  await ensureQuickstartData(data, () => {}, null);
+  new Display(process.stderr, false); // the module loads without a terminal
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('smolstage run', () => {
+  it('runs the stages in order, adjusts the mixture, records every promotion and exports the model', async () => {
+    const dir = join(root, 'ordered');
+    await writeFile(join(root, 'ordered.yaml'), runYaml('ordered', '5K'));
+    const result = await smolstage(['ordered.yaml', '--dir', dir]).done;
+    assert.equal(result.code, 0, result.stderr);
+
+    const state = readState(dir);
+    const status = state.run.status as NonNullable<TrainingRun['status']>;
+    assert.equal(status.phase, 'Succeeded');
+    assert.deepEqual(
+      status.promotions?.map((p) => [p.from, p.to, p.reason]),
+      [
+        ['one', 'two', 'TokenBudgetReached'],
+        ['two', 'three', 'TokenBudgetReached'],
+        ['three', undefined, 'MetricThresholdMet'],
+      ],
+    );
+    const two = stage(state, 'two').status ?? {};
+    assert.equal(two.adjustments?.length, 1);
+    assert.equal(two.adjustments?.[0]?.dataset, 'code');
+    assert.equal(two.adjustments?.[0]?.trigger.metric, 'eval.code.loss');
+    // code 0.2 × 2, renormalized over 0.5 + 0.4 + 0.3.
+    assert.ok(
+      Math.abs((two.effectiveMixture?.code ?? 0) - 0.4 / 1.2) < 1e-9,
+      JSON.stringify(two.effectiveMixture),
+    );
+    assert.equal(two.resumeFrom, stage(state, 'one').status?.endCheckpoint?.path);
+    for (const s of state.stages) {
+      assert.equal(s.status?.phase, 'Completed', s.spec.name);
+      const end = s.status?.endCheckpoint;
+      assert.ok(
+        end !== undefined && existsSync(join(dir, 'local', 'ordered', end.path, 'COMMITTED')),
+        s.spec.name,
+      );
+      assert.ok(s.status?.metrics?.latest['eval.arithmetic.acc'] !== undefined, s.spec.name);
+    }
+    assert.deepEqual(
+      state.jobs.map((j) => [j.name, j.phase]),
+      [
+        ['ordered-one-a1', 'Succeeded'],
+        ['ordered-two-a1', 'Succeeded'],
+        ['ordered-three-a1', 'Failed'], // exit 3, stopped on request: how a Job reports a promotion stop
+      ],
+    );
+    assert.equal(state.jobs[2]?.exitCode, 3);
+    assert.ok(
+      (stage(state, 'three').status?.tokenCount ?? 0) < 400_000,
+      'stopped on the metric, not the cap',
+    );
+    for (const file of ['model.safetensors', 'config.json', 'tokenizer.json'])
+      assert.ok(existsSync(join(dir, 'export', file)), `export/${file}`);
+    const config = JSON.parse(readFileSync(join(dir, 'export', 'config.json'), 'utf8'));
+    assert.equal(config.vocab_size, 512);
+    assert.match(result.stdout, /one\s+Completed/);
+  });
+
+  it('resumes after kill -9 from the last committed checkpoint without repeating a promotion', async () => {
+    const dir = join(root, 'killed');
+    await writeFile(join(root, 'killed.yaml'), runYaml('killed', '60K'));
+    const first = smolstage(['killed.yaml', '--dir', dir]);
+    let killedAt: number[] = [];
+    for (let waited = 0; waited < 300_000; waited += 100) {
+      killedAt = committedSteps(dir, 'killed', 'two');
+      if (killedAt.length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(killedAt.length > 0, 'stage two never committed a checkpoint');
+    first.child.kill('SIGKILL');
+    const killed = await first.done;
+    assert.equal(killed.signal, 'SIGKILL');
+    const before = readState(dir);
+    assert.equal(before.run.status?.promotions?.length, 1, 'killed during stage two, after one promotion');
+
+    const second = await smolstage(['killed.yaml', '--dir', dir]).done;
+    assert.equal(second.code, 0, second.stderr);
+    const state = readState(dir);
+    assert.equal(state.run.metadata.uid, before.run.metadata.uid);
+    assert.deepEqual(
+      state.run.status?.promotions?.map((p) => p.from),
+      ['one', 'two', 'three'],
+    );
+    // Preemption replaces the worker inside the same attempt; nothing was retried as a failure.
+    assert.deepEqual(
+      state.jobs.map((j) => j.name),
+      ['killed-one-a1', 'killed-two-a1', 'killed-three-a1'],
+    );
+    const log = readFileSync(join(dir, 'jobs', 'killed-two-a1', 'worker.log'), 'utf8');
+    const resumed = log
+      .split('\n')
+      .filter((l) => l.includes('"resumed from checkpoint"'))
+      .map((l) => JSON.parse(l) as { step: number });
+    assert.equal(resumed.length, 1, 'the second worker of stage two resumed from its checkpoint');
+    assert.ok((resumed[0]?.step ?? 0) >= Math.min(...killedAt), JSON.stringify({ resumed, killedAt }));
+    assert.equal(stage(state, 'two').status?.phase, 'Completed');
+  });
+
+  it('rejects a run that fails validation with the reasons', async () => {
+    await writeFile(
+      join(root, 'bad.yaml'),
+      runYaml('bad', '5K').replace('mixture: {prose: 0.7, code: 0.3}', 'mixture: {prose: 0.7, web: 0.3}'),
+    );
+    const result = await smolstage(['bad.yaml', '--dir', join(root, 'bad')]).done;
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /failed validation/);
+    assert.match(result.stderr, /mixture names undeclared datasets web/);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  it('names a missing file, invalid YAML and an unprepared dataset with the command that prepares it', async () => {
+    const missing = await smolstage(['nowhere.yaml']).done;
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /run file nowhere.yaml does not exist/);
+
+    await writeFile(join(root, 'broken.yaml'), 'spec: [unclosed\n');
+    const broken = await smolstage(['broken.yaml']).done;
+    assert.equal(broken.code, 2);
+    assert.match(broken.stderr, /broken.yaml is not valid YAML/);
+
+    await writeFile(
+      join(root, 'unprepared.yaml'),
+      runYaml('unprepared', '5K').replace(
+        `${data}/buckets/smolstage/quickstart/datasets/math`,
+        join(root, 'nothing'),
+      ),
+    );
+    const unprepared = await smolstage(['unprepared.yaml', '--dir', join(root, 'unprepared')]).done;
+    assert.equal(unprepared.code, 2);
+    assert.match(unprepared.stderr, /dataset 'math' .* is not prepared/);
+    assert.match(unprepared.stderr, /smolstage data prepare --tokenizer \S+ --out \S*nothing/);
+  });
+});
