@@ -127,6 +127,12 @@ async function runLocally(
       );
       return 130;
     }
+    if (outcome === 'Suspended') {
+      display.say(
+        'the run is suspended (spec.suspend: true); set it to false and run the same command to resume',
+      );
+      return 0;
+    }
     console.log(`\n${driver.summary()}\n`);
     if (outcome === 'Failed') {
       console.log(
@@ -140,6 +146,7 @@ async function runLocally(
     const exportDir = join(workDir, 'export');
     display.say(`exporting the final model (Hugging Face format) from ${final.checkpointDir}`);
     await exportHuggingFace({ ...final, tokenizerPath: inputs.tokenizer, outDir: exportDir });
+    await driver.recordExport(exportDir, final.checkpointDir);
     console.log(
       `run ${runSpec.metadata.name} succeeded in ${minutes} min: ${state.run.status?.tokens} tokens`,
     );

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import winston from 'winston';
+import { ExitCode } from '../../api/exit-codes.js';
 import type { StorageSpec, TrainerSpec } from '../../api/trainer-spec.js';
 import { Reason, type StageStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
@@ -36,7 +37,7 @@ export interface LocalDriverOptions {
   controlPollMs?: number;
 }
 
-export type LocalOutcome = 'Succeeded' | 'Failed' | 'Interrupted';
+export type LocalOutcome = 'Succeeded' | 'Failed' | 'Suspended' | 'Interrupted';
 
 const PROMOTION_REASONS = new Set<string>([
   Reason.TokenBudgetReached,
@@ -104,13 +105,22 @@ export class LocalDriver {
       for (const job of this.state.jobs)
         if (job.phase === 'Running' && !this.workers.has(job.name)) this.startWorker(job);
       const phase = decision.runStatus.phase;
-      if ((phase === 'Succeeded' || phase === 'Failed') && this.workers.size === 0) {
+      if ((phase === 'Succeeded' || phase === 'Failed' || phase === 'Suspended') && this.workers.size === 0) {
         this.o.display.endProgress();
         return phase;
       }
       this.showProgress();
       await this.sleep(Math.min(this.o.pollMs ?? 1000, (decision.requeueAfterSeconds ?? 3600) * 1000));
     }
+  }
+
+  /** Records the Hugging Face export in the run status (the core leaves it to the driver). */
+  async recordExport(uri: string, checkpointDir: string): Promise<void> {
+    const status = this.state.run.status ?? {};
+    status.export = { phase: 'Succeeded', message: `exported from ${checkpointDir}`, uri };
+    status.message = 'every stage completed; model exported';
+    this.state.run.status = status;
+    await writeState(this.statePath(), this.state);
   }
 
   statePath(): string {
@@ -270,7 +280,7 @@ export class LocalDriver {
       if (current !== undefined) {
         const next = jobAfterExit(current, exit, this.stopping, new Date().toISOString());
         Object.assign(current, next.job);
-        if (current.phase === 'Failed')
+        if (current.phase === 'Failed' && current.exitCode !== ExitCode.StoppedOnRequest)
           this.o.display.say(`${job.name}: worker ${current.failureMessage ?? 'failed'}`);
         else if (next.replace)
           this.o.display.say(
@@ -339,7 +349,9 @@ export class LocalDriver {
         ? 'WARNING  '
         : action.reason === Reason.MixtureAdjusted
           ? 'ADJUSTED '
-          : 'NOTE     ';
+          : action.reason === Reason.StopRequested
+            ? 'DECIDED  '
+            : 'NOTE     ';
     display.say(`${label} ${action.message}`);
   }
 
