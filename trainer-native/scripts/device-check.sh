@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # For a GPU machine without Node: builds the core with plain CMake (with the CUDA backend when
-# nvcc is found), runs the C++ tests and the CUDA-vs-CPU tests, then benchmarks our CUDA backend
-# beside PyTorch CUDA (bench-gpu.sh) and our CPU backend beside PyTorch CPU. A failing test does
-# not stop the benchmarks; the exit status reports both.
+# nvcc is found), runs the CUDA-vs-CPU tests, benchmarks our CUDA backend beside PyTorch CUDA
+# (bench-gpu.sh), then runs the C++ tests and benchmarks our CPU backend beside PyTorch CPU. A
+# failing test does not stop the benchmarks; the exit status reports both.
 # Needs cmake, a C++17 compiler, python3 with torch + transformers (SMOLSTAGE_PYTHON or python3),
 # for the CUDA part nvcc (CUDACXX, PATH, SMOLSTAGE_NVCC or /usr/local/cuda/bin). Outputs (8
 # files) go to $OUT when set (else build-device/). CPU bench sizes as in bench-cpu.sh (BENCH_PRESETS, BENCH_SEQS,
@@ -19,7 +19,10 @@ started=$(date +%s)
 section() { echo "== $1 (t=$(($(date +%s) - started))s)"; }
 
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1; then
-  for candidate in ${SMOLSTAGE_NVCC:-} /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
+  # Last resort: nvcc from pip wheels (nvidia-cuda-nvcc) beside the python's torch.
+  pip_nvidia=$("$python" -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null || true)
+  for candidate in ${SMOLSTAGE_NVCC:-} /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc \
+    ${pip_nvidia:+$pip_nvidia/cu13/bin/nvcc}; do
     if [ -x "$candidate" ]; then export CUDACXX=$candidate; break; fi
   done
 fi
@@ -46,28 +49,33 @@ grep -E "smolstage GEMM|smolstage CUDA backend" "$out/build.log" || true
 cuda_built=0
 [ -x "$build/smolstage_cuda_tests" ] && cuda_built=1
 
-section "ctest (C++ tests; CUDA tests when built and a GPU is present)"
-ctest --test-dir "$build" --output-on-failure -V -E smolstage_cuda_tests >"$out/ctest.log" 2>&1 || status=1
+# Most informative first, so a run cut short by its time limit still returns the CUDA results.
+section "CUDA tests (cuda backend against the cpu backend)"
 if [ "$cuda_built" = 1 ] && [ "$have_gpu" = 1 ]; then
-  echo "---- smolstage_cuda_tests" >>"$out/ctest.log"
-  timeout 300 "$build/smolstage_cuda_tests" >>"$out/ctest.log" 2>&1 || status=1
+  timeout 300 "$build/smolstage_cuda_tests" >"$out/ctest.log" 2>&1 || status=1
 elif [[ "${DEVICE_CMAKE_ARGS:-}" == *SMOLSTAGE_CUDA=OFF* ]]; then
-  echo "CUDA tests not run (SMOLSTAGE_CUDA=OFF)" | tee -a "$out/ctest.log"
+  echo "CUDA tests not run (SMOLSTAGE_CUDA=OFF)" | tee "$out/ctest.log"
 else
-  echo "CUDA tests not run (CUDA backend built: $cuda_built, GPU present: $have_gpu)" | tee -a "$out/ctest.log"
+  echo "CUDA tests not run (CUDA backend built: $cuda_built, GPU present: $have_gpu)" | tee "$out/ctest.log"
   status=1
 fi
-grep -E -A1 "(^|: )FAIL " "$out/ctest.log" | head -60 || true
+grep -E -A1 "^FAIL " "$out/ctest.log" | head -60 || true
 grep -E "[0-9]+ tests, [0-9]+ failed" "$out/ctest.log" || true
 
 if [ "$cuda_built" = 1 ] && [ "$have_gpu" = 1 ]; then
   section "bench GPU (ours cuda, PyTorch cuda)"
   BENCH_BIN="$build/smolstage_bench" BENCH_OUT="$out/bench-gpu.json" BENCH_PRESETS="${GPU_BENCH_PRESETS:-tiny,smollm2-135m}" \
-    BENCH_SEQS="${GPU_BENCH_SEQS:-1024}" BENCH_TOKENS="${GPU_BENCH_TOKENS:-16384}" BENCH_STEPS="${GPU_BENCH_STEPS:-5}" \
-    BENCH_WARMUP="${GPU_BENCH_WARMUP:-2}" SMOLSTAGE_PYTHON="$python" \
+    BENCH_SEQS="${GPU_BENCH_SEQS:-1024}" BENCH_TOKENS="${GPU_BENCH_TOKENS:-16384}" BENCH_STEPS="${GPU_BENCH_STEPS:-3}" \
+    BENCH_WARMUP="${GPU_BENCH_WARMUP:-1}" SMOLSTAGE_PYTHON="$python" \
     bash scripts/bench-gpu.sh 2>>"$out/bench.stderr" | tee "$out/bench-gpu.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
+
+section "ctest (C++ tests of the core and the cpu backend)"
+echo "---- ctest" >>"$out/ctest.log"
+ctest --test-dir "$build" --output-on-failure -V -E smolstage_cuda_tests >>"$out/ctest.log" 2>&1 || status=1
+grep -E -A1 "^[0-9]+: FAIL " "$out/ctest.log" | head -60 || true
+grep -E "^[0-9]+: [0-9]+ tests, [0-9]+ failed" "$out/ctest.log" || true
 
 # PyTorch CUDA numbers are in the GPU table above, so this one compares CPU with CPU.
 section "bench CPU (ours cpu, PyTorch cpu)"
