@@ -9,8 +9,11 @@
 // gradient norm 1e-4 relative, weights after 3 steps 1e-3 (Adam's first steps move a weight by
 // ±lr whatever the gradient's size, so a near-zero gradient whose sign differs in rounding moves
 // it the other way); with TF32 on: loss 2e-3, gradient norm 2e-2, weights 2e-2.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -267,15 +270,20 @@ struct StepTolerance {
   double loss, grad_norm, weights;
 };
 
+std::vector<uint32_t> step_tokens(int step, int batch, int seq) {
+  std::vector<uint32_t> tokens(static_cast<size_t>(batch) * (seq + 1));
+  Rng rng(100 + step);
+  for (auto& t : tokens) t = static_cast<uint32_t>(rng.next() % 1000);
+  return tokens;
+}
+
 void check_training_steps(bool tf32, const StepTolerance& tol) {
   setenv("SMOLSTAGE_CUDA_TF32", tf32 ? "1" : "0", 1);
   Trainer cpu(step_options("cpu")), gpu(step_options("cuda"));
   unsetenv("SMOLSTAGE_CUDA_TF32");
   const int batch = 4, micro = 2, seq = 70;
   for (int s = 0; s < 3; ++s) {
-    std::vector<uint32_t> tokens(static_cast<size_t>(batch) * (seq + 1));
-    Rng rng(100 + s);
-    for (auto& t : tokens) t = static_cast<uint32_t>(rng.next() % 1000);
+    const std::vector<uint32_t> tokens = step_tokens(s, batch, seq);
     const StepResult a = cpu.step(tokens.data(), tokens.size(), batch, micro, seq);
     const StepResult b = gpu.step(tokens.data(), tokens.size(), batch, micro, seq);
     CHECK_MSG(std::fabs(b.loss - a.loss) <= tol.loss * a.loss, "step " << s << " loss cuda " << b.loss << " cpu " << a.loss);
@@ -291,3 +299,44 @@ void check_training_steps(bool tf32, const StepTolerance& tol) {
 
 TEST(cuda_training_steps_match_cpu_fp32) { check_training_steps(false, {1e-4, 1e-4, 1e-3}); }
 TEST(cuda_training_steps_match_cpu_tf32) { check_training_steps(true, {2e-3, 2e-2, 2e-2}); }
+
+// Checkpoints go through download/upload: a state saved from device memory loads on either
+// backend with exactly the same weights, and training continues from it.
+TEST(cuda_checkpoint_resumes_on_both_backends) {
+  struct ScopedDir {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("smolstage-cuda-test-checkpoint-" + std::to_string(getpid()));
+    ScopedDir() { std::filesystem::remove_all(path); }
+    ~ScopedDir() { std::filesystem::remove_all(path); }
+  } dir;
+  setenv("SMOLSTAGE_CUDA_TF32", "0", 1);
+  Trainer gpu(step_options("cuda")), gpu_resumed(step_options("cuda"));
+  unsetenv("SMOLSTAGE_CUDA_TF32");
+  Trainer cpu_resumed(step_options("cpu"));
+  const int batch = 4, micro = 4, seq = 33;
+  for (int s = 0; s < 2; ++s) {
+    const std::vector<uint32_t> tokens = step_tokens(s, batch, seq);
+    gpu.step(tokens.data(), tokens.size(), batch, micro, seq);
+  }
+  gpu.save_state(dir.path.string());
+  cpu_resumed.load_state(dir.path.string());
+  gpu_resumed.load_state(dir.path.string());
+  const auto saved = gpu.parameters(), on_cpu = cpu_resumed.parameters(), on_gpu = gpu_resumed.parameters();
+  for (size_t i = 0; i < saved.size(); ++i) {
+    CHECK_MSG(on_cpu[i].values == saved[i].values, saved[i].name << " differs after loading on the cpu backend");
+    CHECK_MSG(on_gpu[i].values == saved[i].values, saved[i].name << " differs after loading on the cuda backend");
+  }
+  const std::vector<uint32_t> tokens = step_tokens(2, batch, seq);
+  const StepResult a = gpu.step(tokens.data(), tokens.size(), batch, micro, seq);
+  const StepResult b = gpu_resumed.step(tokens.data(), tokens.size(), batch, micro, seq);
+  const StepResult c = cpu_resumed.step(tokens.data(), tokens.size(), batch, micro, seq);
+  CHECK(a.step == 3 && b.step == 3 && c.step == 3);
+  CHECK_MSG(std::fabs(b.loss - a.loss) <= 1e-6 * a.loss, "resumed cuda loss " << b.loss << " vs " << a.loss);
+  CHECK_MSG(std::fabs(c.loss - a.loss) <= 1e-4 * a.loss, "resumed cpu loss " << c.loss << " vs " << a.loss);
+  // The update of step 3 used the loaded AdamW moments: without them the weights would move differently.
+  const auto after = gpu.parameters(), after_gpu = gpu_resumed.parameters(), after_cpu = cpu_resumed.parameters();
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_CLOSE(after_gpu[i].values, after[i].values, 1e-4, after[i].name << " after resuming on cuda");
+    EXPECT_CLOSE(after_cpu[i].values, after[i].values, 1e-3, after[i].name << " after resuming on cpu");
+  }
+}
