@@ -8,13 +8,15 @@ On a GPU: --backend cuda runs our CUDA backend; --torch-devices takes DEVICE or 
 entries (MODE: float32, tf32, bf16-autocast; see bench_torch.py), e.g.
 cuda:float32,cuda:tf32,cuda:bf16-autocast; --peak-tflops adds a model-FLOPs-utilization column
 per implementation: MFU = 6·params·tokens/s / peak (params: every weight, embeddings included;
-attention's T² FLOPs not counted).
+attention's T² FLOPs not counted). Memory: host peak RSS on the CPU; on CUDA, device memory (ours:
+what the backend holds after the steps, cuBLAS workspace aside; PyTorch: max_memory_allocated).
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,11 @@ def main():
             row = {"preset": preset, "seq": seq, "batch": batch, "threads": args.threads, "params": params}
             print(f"# {preset} seq={seq} batch={batch}: smolstage {args.backend}", file=sys.stderr, flush=True)
             row["smolstage"] = run_json([args.bench_bin, "--preset", preset, "--backend", args.backend] + common)
+            # On a GPU, compare device memory (what PyTorch reports), not host RSS.
+            held = re.search(r"(\d+) MiB device memory held", row["smolstage"].get("backend", ""))
+            if held:
+                row["smolstage"]["hostPeakMemMB"] = row["smolstage"]["peakMemMB"]
+                row["smolstage"]["peakMemMB"] = float(held.group(1))
             for run in runs:
                 device, _, mode = run.partition(":")
                 print(f"# {preset} seq={seq} batch={batch}: pytorch {run}", file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include "cuda/check.cuh"
 #include "cuda/cuda_backend.h"
@@ -30,7 +31,8 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string describe() const override {
     return "cuda (" + std::string(props_.name) + ", sm_" + std::to_string(props_.major) +
-           std::to_string(props_.minor) + ", fp32 storage, cuBLAS " + (tf32_ ? "TF32" : "fp32") + " GEMMs)";
+           std::to_string(props_.minor) + ", fp32 storage, cuBLAS " + (tf32_ ? "TF32" : "fp32") + " GEMMs, " +
+           std::to_string((held_bytes_ + workspace_.bytes()) >> 20) + " MiB device memory held)";
   }
   // Node runs calls on pool threads; the current device is per host thread.
   void set_threads(int) override { CUDA_CHECK(cudaSetDevice(device_)); }
@@ -39,6 +41,11 @@ class CudaBackend final : public Backend {
   int32_t* alloc_ids(size_t count) override { return static_cast<int32_t*>(zeroed(count * sizeof(int32_t))); }
   // Called from destructors: report instead of throwing.
   void release(void* ptr) override {
+    const auto it = sizes_.find(ptr);
+    if (it != sizes_.end()) {
+      held_bytes_ -= it->second;
+      sizes_.erase(it);
+    }
     const cudaError_t err = cudaFree(ptr);
     if (err != cudaSuccess) std::fprintf(stderr, "smolstage cuda: cudaFree failed: %s\n", cudaGetErrorString(err));
   }
@@ -117,11 +124,16 @@ class CudaBackend final : public Backend {
   cudaDeviceProp props_{};
   cublasHandle_t cublas_ = nullptr;
   cuda::Workspace workspace_;
+  std::unordered_map<void*, size_t> sizes_;  // for describe(): what this backend holds
+  size_t held_bytes_ = 0;
 
-  static void* zeroed(size_t bytes) {
+  void* zeroed(size_t bytes) {
+    bytes = bytes ? bytes : 4;
     void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 4));
-    CUDA_CHECK(cudaMemset(p, 0, bytes ? bytes : 4));
+    CUDA_CHECK(cudaMalloc(&p, bytes));
+    sizes_[p] = bytes;
+    held_bytes_ += bytes;
+    CUDA_CHECK(cudaMemset(p, 0, bytes));
     return p;
   }
 };
@@ -148,6 +160,12 @@ void* Workspace::get(size_t slot, size_t bytes) {
     b.bytes = bytes;
   }
   return b.ptr;
+}
+
+size_t Workspace::bytes() const {
+  size_t total = 0;
+  for (const auto& b : buffers_) total += b.bytes;
+  return total;
 }
 
 }  // namespace cuda

@@ -21,6 +21,7 @@ class Workspace {
   Workspace& operator=(const Workspace&) = delete;
   ~Workspace();
   void* get(size_t slot, size_t bytes);
+  size_t bytes() const;
 
  private:
   struct Buffer {
