@@ -162,7 +162,7 @@ describe('smolstage run', () => {
 
   it('resumes after kill -9 from the last committed checkpoint without repeating a promotion', async () => {
     const dir = join(root, 'killed');
-    await writeFile(join(root, 'killed.yaml'), runYaml('killed', '60K'));
+    await writeFile(join(root, 'killed.yaml'), runYaml('killed', '200K'));
     const first = smolstage(['killed.yaml', '--dir', dir]);
     let killedAt: number[] = [];
     for (let waited = 0; waited < 300_000; waited += 100) {
@@ -179,6 +179,8 @@ describe('smolstage run', () => {
 
     const second = await smolstage(['killed.yaml', '--dir', dir]).done;
     assert.equal(second.code, 0, second.stderr);
+    // The killed run's worker outlived it (its own process group); the rerun stopped it first.
+    assert.match(second.stderr, /a worker of killed-two-a1 \(pid \d+\) outlived an earlier smolstage run/);
     const state = readState(dir);
     assert.equal(state.run.metadata.uid, before.run.metadata.uid);
     assert.deepEqual(

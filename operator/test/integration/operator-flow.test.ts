@@ -180,10 +180,20 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
     // acc crosses 0.5 at run step 16 (tokens 1024, i.e. 384 stage tokens > afterTokens 320).
     const result = await trainer.runAttempt(job, {
       evals: (step) => ({ 'eval.math.loss': 2.0, 'eval.code.acc': step >= 16 ? 0.6 : 0.3 }),
-      stepDelayMs: 150,
+      // Hold the worker at the crossing until the operator has decided (a real worker keeps
+      // going; the test must not race the operator's poll).
+      afterStep: async (step) => {
+        if (step !== 16) return;
+        await eventually(
+          async () =>
+            (await listStages(client, namespace, RUN))[1]?.status?.phase === 'Stopping' ? true : undefined,
+          'stage2 to be Stopping',
+          30_000,
+        );
+      },
     });
     assert.equal(result.exitCode, 3, 'the worker stopped on request, before its 30-step budget');
-    assert.ok(result.lastStep >= 16 && result.lastStep < 30, `stopped at step ${result.lastStep}`);
+    assert.equal(result.lastStep, 16, 'the worker stopped at the step it was asked to');
 
     const run = await eventually(
       runWhere(client, namespace, RUN, (r) => (r.status?.promotions?.length ?? 0) >= 2),

@@ -121,18 +121,21 @@ describe('operator restarts (SIGKILL) on the real API server and S3', () => {
   it('a crash mid-promotion (stop requested, stage not completed) neither loses nor repeats the promotion', async () => {
     const job = await trainer.waitForJob(namespace, RUN, 'stage2');
     await trainer.markRunning(job);
-    const training = trainer.train(job, {
+    // The worker is held at step 14, where the metric first crosses the threshold, until the
+    // operator has asked it to stop; then the operator dies before the stage completes.
+    const result = await trainer.train(job, {
       evals: (step) => ({ 'eval.code.acc': step >= 14 ? 0.7 : 0.2 }),
-      stepDelayMs: 100,
+      afterStep: async (step) => {
+        if (step !== 14) return;
+        await eventually(
+          async () =>
+            (await listStages(client, namespace, RUN))[1]?.status?.phase === 'Stopping' ? true : undefined,
+          'stage2 to be Stopping',
+          30_000,
+        );
+        await crash();
+      },
     });
-    await eventually(
-      async () =>
-        (await listStages(client, namespace, RUN))[1]?.status?.phase === 'Stopping' ? true : undefined,
-      'stage2 to be Stopping',
-      30_000,
-    );
-    await crash();
-    const result = await training;
     assert.equal(result.exitCode, 3, 'the worker honoured the stop request written before the crash');
     await trainer.markExited(job, result.exitCode);
 

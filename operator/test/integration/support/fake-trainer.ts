@@ -35,6 +35,12 @@ export interface TrainOptions {
   maxSteps?: number;
   /** Pause between steps so the operator can observe a stage mid-way. */
   stepDelayMs?: number;
+  /**
+   * Called after each step's metrics record is written, before the stop request is read: lets a
+   * test hold the worker until the operator has reacted (a real worker would simply keep going,
+   * but then the test would race the operator's poll).
+   */
+  afterStep?: (step: number) => Promise<void>;
 }
 
 export interface TrainResult {
@@ -159,6 +165,7 @@ export class FakeTrainer {
           train: { loss: 10 / Math.sqrt(step), lr: spec.schedule.peakLr, gradNorm: 1, tokPerSec: 1000 },
           eval: isEval && options.evals !== undefined ? options.evals(step, tokens) : {},
         });
+        await options.afterStep?.(step);
         const stop = await this.stopRequest(store, spec.stage.name);
         if (stop !== null && step >= stop.stopAtStep) {
           await this.commit(store, scratch, spec.stage.name, step, true);
