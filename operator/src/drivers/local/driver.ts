@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { ExitCode } from '../../api/exit-codes.js';
 import type { StorageSpec, TrainerSpec } from '../../api/trainer-spec.js';
-import { Reason, type StageStatus } from '../../api/types.js';
+import { Reason, type StageStatus, type TrainingRunStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
 import type { Action, Decision, Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
@@ -97,7 +97,7 @@ export class LocalDriver {
       const observed = await this.observe();
       const decision = reconcileRun(observed);
       const toStart = await this.act(observed, decision);
-      this.state.run.status = decision.runStatus;
+      this.state.run.status = this.localized(decision.runStatus);
       await writeState(this.statePath(), this.state);
       if (this.stopping) return this.shutDown();
       for (const job of toStart) this.startWorker(job);
@@ -109,9 +109,19 @@ export class LocalDriver {
         this.o.display.endProgress();
         return phase;
       }
+      for (const worker of this.workers.values()) worker.poll();
       this.showProgress();
       await this.sleep(Math.min(this.o.pollMs ?? 1000, (decision.requeueAfterSeconds ?? 3600) * 1000));
     }
+  }
+
+  /** The status with its checkpoint URI (rendered for the cluster's bucket) as the path on this machine. */
+  private localized(status: TrainingRunStatus): TrainingRunStatus {
+    const marker = `/${LOCAL_NAMESPACE}/${this.state.run.metadata.name}/`;
+    const uri = status.lastCheckpoint;
+    const at = uri?.indexOf(marker) ?? -1;
+    if (uri === undefined || at < 0) return status;
+    return { ...status, lastCheckpoint: join(this.runRootDir(), uri.slice(at + marker.length)) };
   }
 
   /** Records the Hugging Face export in the run status (the core leaves it to the driver). */
@@ -270,7 +280,6 @@ export class LocalDriver {
             ? (line.tokens - previous.tokens) / line.seconds
             : (previous?.tokPerSec ?? 0);
         this.live.set(job.stage, { step: line.step, loss: line.loss, tokPerSec, tokens: line.tokens });
-        this.showProgress();
       },
     });
     this.workers.set(job.name, worker);

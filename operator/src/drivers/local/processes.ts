@@ -5,10 +5,18 @@
  * a worker that outlived a killed `smolstage run`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+} from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { ExitCode } from '../../api/exit-codes.js';
 import type { LocalJob } from './state.js';
 
@@ -59,6 +67,8 @@ export interface StepLine {
 export interface RunningWorker {
   child: ChildProcess;
   exited: Promise<WorkerExit>;
+  /** Reads what the worker logged since the last call, reporting its step lines. */
+  poll(): void;
 }
 
 export interface SpawnOptions {
@@ -73,7 +83,15 @@ export interface SpawnOptions {
 export const specFile = (jobDir: string) => join(jobDir, 'spec.json');
 const pidFile = (jobDir: string) => join(jobDir, 'worker.pid');
 
+/**
+ * Starts a worker whose output goes straight to `worker.log` (not through a pipe to this
+ * process, so a worker outliving a killed `smolstage run` keeps running and checkpoints when
+ * the rerun stops it). Progress is read back from the log.
+ */
 export function spawnWorker(o: SpawnOptions): RunningWorker {
+  const logPath = join(o.jobDir, 'worker.log');
+  const fd = openSync(logPath, 'a');
+  let offset = fstatSync(fd).size;
   const child = spawn(
     process.execPath,
     [
@@ -87,36 +105,54 @@ export function spawnWorker(o: SpawnOptions): RunningWorker {
       '--control-poll-ms',
       String(o.controlPollMs),
     ],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: o.env },
+    { detached: true, stdio: ['ignore', fd, fd], env: o.env },
   );
-  const log = createWriteStream(join(o.jobDir, 'worker.log'), { flags: 'a' });
-  if (child.pid !== undefined) void writeFile(pidFile(o.jobDir), `${child.pid}\n`);
+  closeSync(fd);
+  if (child.pid !== undefined) writeFileSync(pidFile(o.jobDir), `${child.pid}\n`);
   let reason: string | undefined;
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  lines.on('line', (line) => {
-    log.write(`${line}\n`);
-    if (!line.startsWith('{')) return;
+  let partial = '';
+  const poll = () => {
+    let text: string;
     try {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      if (entry.message === 'step' && typeof entry.step === 'number') o.onStep(entry as unknown as StepLine);
-      if (typeof entry.reason === 'string') reason = entry.reason.split('\n')[0];
+      const reader = openSync(logPath, 'r');
+      try {
+        const size = fstatSync(reader).size;
+        if (size <= offset) return;
+        const buffer = Buffer.alloc(size - offset);
+        readSync(reader, buffer, 0, buffer.length, offset);
+        offset = size;
+        text = partial + buffer.toString('utf8');
+      } finally {
+        closeSync(reader);
+      }
     } catch {
-      // not a log object: kept in the log file only
+      return;
     }
-  });
-  child.stderr?.pipe(log, { end: false });
+    const lines = text.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        if (entry.message === 'step' && typeof entry.step === 'number')
+          o.onStep(entry as unknown as StepLine);
+        if (typeof entry.reason === 'string') reason = entry.reason.split('\n')[0];
+      } catch {
+        // not a log object (e.g. a native library's output): kept in the log only
+      }
+    }
+  };
   const exited = new Promise<WorkerExit>((done) => {
     child.on('close', (code, signal) => {
-      log.end();
+      poll();
       void rm(pidFile(o.jobDir), { force: true });
       done({ code, signal, ...(reason !== undefined ? { reason } : {}) });
     });
     child.on('error', (error) => {
-      log.end();
       done({ code: ExitCode.Transient, signal: null, reason: `cannot start the worker: ${error.message}` });
     });
   });
-  return { child, exited };
+  return { child, exited, poll };
 }
 
 const alive = (pid: number) => {
