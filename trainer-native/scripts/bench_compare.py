@@ -118,7 +118,8 @@ def main():
         for run in runs:
             t = r[f"pytorch_{run}"]
             ratio = r[f"ratio_vs_{run}"]
-            line += f"{t.get('tokensPerSec', float('nan')):>32.1f}{t.get('peakMemMB', float('nan')):>8.0f}" + mfu_cell(t)
+            line += f"{t.get('tokensPerSec', float('nan')):>32.1f}{t.get('peakMemMB', float('nan')):>8.0f}"
+            line += mfu_cell(t)
             line += f"{ratio:>8.2f}" if ratio else f"{'n/a':>8}"
         print(line)
     for r in rows:

@@ -105,7 +105,8 @@ void check_matmul(bool tf32, double tol) {
   Backends be(tf32);
   const int N = 67, C = 96, OC = 130;
   Mirror inp(be, random_floats(static_cast<size_t>(N) * C, 1)), w(be, random_floats(static_cast<size_t>(OC) * C, 2));
-  Mirror out(be, random_floats(static_cast<size_t>(N) * OC, 3)), dout(be, random_floats(static_cast<size_t>(N) * OC, 4));
+  Mirror out(be, random_floats(static_cast<size_t>(N) * OC, 3));
+  Mirror dout(be, random_floats(static_cast<size_t>(N) * OC, 4));
   Mirror dinp(be, random_floats(static_cast<size_t>(N) * C, 5)), dw(be, random_floats(static_cast<size_t>(OC) * C, 6));
   for (bool accumulate : {true, false}) {
     be.cpu->matmul_forward(out.c, inp.c, w.c, N, C, OC, accumulate);
@@ -286,7 +287,8 @@ void check_training_steps(bool tf32, const StepTolerance& tol) {
     const std::vector<uint32_t> tokens = step_tokens(s, batch, seq);
     const StepResult a = cpu.step(tokens.data(), tokens.size(), batch, micro, seq);
     const StepResult b = gpu.step(tokens.data(), tokens.size(), batch, micro, seq);
-    CHECK_MSG(std::fabs(b.loss - a.loss) <= tol.loss * a.loss, "step " << s << " loss cuda " << b.loss << " cpu " << a.loss);
+    CHECK_MSG(std::fabs(b.loss - a.loss) <= tol.loss * a.loss,
+              "step " << s << " loss cuda " << b.loss << " cpu " << a.loss);
     CHECK_MSG(std::fabs(b.grad_norm - a.grad_norm) <= tol.grad_norm * a.grad_norm,
               "step " << s << " grad norm cuda " << b.grad_norm << " cpu " << a.grad_norm);
   }

@@ -25,4 +25,5 @@ inline void check_cublas(cublasStatus_t status, const char* call, const char* fi
 #define CUDA_CHECK(call) ::smolstage::cuda::check_cuda((call), #call, __FILE__, __LINE__)
 #define CUBLAS_CHECK(call) ::smolstage::cuda::check_cublas((call), #call, __FILE__, __LINE__)
 // After a kernel launch: configuration errors surface here, faults at the next synchronizing call.
-#define CUDA_CHECK_LAUNCH(kernel) ::smolstage::cuda::check_cuda(cudaGetLastError(), "launch of " kernel, __FILE__, __LINE__)
+#define CUDA_CHECK_LAUNCH(kernel) \
+  ::smolstage::cuda::check_cuda(cudaGetLastError(), "launch of " kernel, __FILE__, __LINE__)
