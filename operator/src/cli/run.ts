@@ -111,14 +111,13 @@ async function runLocally(
       );
     const driver = new LocalDriver({ state, workDir, inputs, threads, cliEntry: CLI_ENTRY, display });
     const onSignal = () => driver.interrupt();
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    for (const signal of signals) process.on(signal, onSignal);
     let outcome: Awaited<ReturnType<LocalDriver['run']>>;
     try {
       outcome = await driver.run();
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const signal of signals) process.off(signal, onSignal);
     }
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
     if (outcome === 'Interrupted') {

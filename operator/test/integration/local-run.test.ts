@@ -62,10 +62,14 @@ interface Finished {
   stderr: string;
 }
 
-function smolstage(args: string[]): { child: ChildProcess; done: Promise<Finished> } {
+function smolstage(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { child: ChildProcess; done: Promise<Finished> } {
   const child = spawn(process.execPath, [CLI, 'run', ...args, '--threads', '1'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let stdout = '';
   let stderr = '';
@@ -200,6 +204,29 @@ describe('smolstage run', () => {
     assert.equal(resumed.length, 1, 'the second worker of stage two resumed from its checkpoint');
     assert.ok((resumed[0]?.step ?? 0) >= Math.min(...killedAt), JSON.stringify({ resumed, killedAt }));
     assert.equal(stage(state, 'two').status?.phase, 'Completed');
+  });
+
+  it('fails the run with the reason when a worker exits with a code that is not retried', async () => {
+    const dir = join(root, 'diverged');
+    await writeFile(
+      join(root, 'diverged.yaml'),
+      runYaml('diverged', '5K').replace('  checkpoint:', '  lossGuard: {maxRewinds: 0}\n  checkpoint:'),
+    );
+    // Test-only hook of the worker: every loss of stage one is NaN, so the loss guard gives up (exit 5).
+    const result = await smolstage(['diverged.yaml', '--dir', dir], {
+      SMOLSTAGE_TEST_ONLY_POISON_LOSS: '0-1000000:nan',
+    }).done;
+    assert.equal(result.code, 1, result.stderr);
+    const state = readState(dir);
+    assert.equal(state.run.status?.phase, 'Failed');
+    const failed = state.run.status?.conditions?.find((c) => c.type === 'Failed');
+    assert.equal(failed?.reason, 'LossGuardFailed');
+    assert.deepEqual(
+      state.jobs.map((j) => [j.name, j.exitCode]),
+      [['diverged-one-a1', 5]],
+    );
+    assert.match(result.stdout, /run diverged FAILED .*LossGuardFailed/);
+    assert.ok(!existsSync(join(dir, 'export')));
   });
 
   it('rejects a run that fails validation with the reasons', async () => {
