@@ -404,7 +404,7 @@ const runSpec = obj(
           }),
         ),
         credentialsSecret: obj(
-          'A Secret in the run’s namespace with the access keys; mounted into the pods as environment variables, never read by the operator.',
+          'A Secret in the run’s namespace with the access keys; handed to the trainer pods as environment variables (secretKeyRef) and read by the operator to observe metrics and checkpoints and to write stop requests; never copied into status, logs or the trainer spec.',
           {
             name: str('Secret name.', { pattern: DNS_SUBDOMAIN, maxLength: 253 }),
             accessKeyKey: dflt(
