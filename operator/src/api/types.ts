@@ -101,7 +101,7 @@ export interface RunStorageSpec {
   region?: string;
   /** Key prefix under the bucket; the run lives at `<prefix>/<namespace>/<run>/`. */
   prefix?: string;
-  /** Credentials only by reference: the operator never reads the Secret, the pod gets it as env. */
+  /** Credentials only by reference: pods get the keys as env from the Secret; the operator reads it to reach the store, never copying the keys anywhere. */
   credentialsSecret: SecretKeyNames;
 }
 
