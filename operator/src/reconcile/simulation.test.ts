@@ -92,10 +92,12 @@ class FakeCluster {
         latest,
         best: latest,
       };
-      (this.checkpoints[job.stage] ??= []).push({
+      const committed = this.checkpoints[job.stage] ?? [];
+      committed.push({
         step: job.step,
         dir: `checkpoints/${job.stage}/step-${String(job.step).padStart(9, '0')}/`,
       });
+      this.checkpoints[job.stage] = committed;
       if (stop !== undefined && job.step >= stop)
         Object.assign(job, { phase: 'Failed', exitCode: 3, finishedAt: new Date(this.clock).toISOString() });
       else if (tokens >= job.spec.budget.stopAtTokens)
