@@ -148,6 +148,10 @@ tier_all() {
 }
 
 case ${1:-} in
+unit | integration | parity | all | demo | bench-cpu | bench-gpu) ensure_npm_deps ;;
+esac
+
+case ${1:-} in
 unit | integration | parity | all | servers) tier_"$1" ;;
 demo) shift; tier_demo "$@" ;;
 bench-cpu) run_script bench-cpu trainer-native/scripts/bench-cpu.sh ;;

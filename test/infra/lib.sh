@@ -46,3 +46,15 @@ with_lock() {
   mkdir -p "$SMOLSTAGE_CACHE/locks"
   flock "$SMOLSTAGE_CACHE/locks/$name.lock" "$@"
 }
+
+# Installs the npm dependencies with `npm ci` when node_modules is missing or was installed from
+# another package-lock.json, so a fresh clone's first `npm run demo` or `npm test` works.
+ensure_npm_deps() {
+  local root lock_hash
+  root="$(cd "$SMOLSTAGE_INFRA_DIR/../.." && pwd)"
+  lock_hash=$(sha256sum "$root/package-lock.json" | cut -c1-16)
+  [ "$(cat "$root/node_modules/.smolstage-lock" 2>/dev/null)" = "$lock_hash" ] && return 0
+  log "installing npm dependencies (npm ci)"
+  (cd "$root" && npm ci --no-audit --no-fund) || die "npm ci failed; check access to the npm registry"
+  echo "$lock_hash" >"$root/node_modules/.smolstage-lock"
+}
