@@ -67,16 +67,30 @@ float* Model::final_norm(float* base) const {
 }
 float* Model::lm_head(float* base) const { return config_.tie_embeddings ? embed(base) : base + tensors_.back().offset; }
 
+// Chunks of each tensor draw from their own stream seeded from one draw of `rng`, so the
+// weights depend on the seed only (not on the thread count) and large models initialize in
+// parallel.
 void Model::init_weights(Rng& rng) {
   std::vector<float> host(num_params_);
+  const uint64_t base = rng.next();
   const double std_dev = config_.initializer_range;
-  for (const auto& t : tensors_) {
+  constexpr size_t kChunk = size_t{1} << 20;
+  struct Job {
+    size_t tensor, begin, end;
+  };
+  std::vector<Job> jobs;
+  for (size_t ti = 0; ti < tensors_.size(); ++ti)
+    for (size_t b = 0; b < tensors_[ti].numel; b += kChunk) jobs.push_back({ti, b, std::min(tensors_[ti].numel, b + kChunk)});
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const ParamTensor& t = tensors_[jobs[j].tensor];
     float* p = host.data() + t.offset;
     if (t.shape.size() == 1) {
-      std::fill(p, p + t.numel, 1.0f);
-    } else {
-      for (size_t i = 0; i < t.numel; ++i) p[i] = static_cast<float>(rng.normal() * std_dev);
+      std::fill(p + jobs[j].begin, p + jobs[j].end, 1.0f);
+      continue;
     }
+    Rng stream(base ^ (static_cast<uint64_t>(jobs[j].tensor) << 40) ^ (jobs[j].begin / kChunk));
+    for (size_t i = jobs[j].begin; i < jobs[j].end; ++i) p[i] = static_cast<float>(stream.normal() * std_dev);
   }
   be_.upload(params_, host.data(), num_params_);
 }

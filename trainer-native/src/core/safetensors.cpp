@@ -1,5 +1,6 @@
 #include "core/safetensors.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -86,10 +87,20 @@ SafeTensorsReader::SafeTensorsReader(const std::string& path) : path_(path) {
     info.dtype = dtype->string;
     const size_t elem = dtype_size(info.dtype);
     if (elem == 0) throw bad("unsupported dtype " + info.dtype + " (supported: F32, BF16, F16)");
+    // Bounds keep every product and sum below in 64-bit range, so a hostile header cannot
+    // wrap the size checks.
+    constexpr double kMaxValue = 9007199254740992.0;  // 2^53
+    uint64_t elements = 1;
     for (const Json& d : shape->array) {
-      if (d.kind != Json::Kind::Number || d.number < 0) throw bad("shape must hold non-negative integers");
+      if (d.kind != Json::Kind::Number || d.number < 0 || d.number > kMaxValue || d.number != std::floor(d.number))
+        throw bad("shape must hold non-negative integers");
       info.shape.push_back(static_cast<int64_t>(d.number));
+      if (__builtin_mul_overflow(elements, static_cast<uint64_t>(d.number), &elements) || elements > (1ull << 50))
+        throw bad("shape " + shape_string(info.shape) + " is too large");
     }
+    for (const Json& o : offsets->array)
+      if (o.kind != Json::Kind::Number || o.number < 0 || o.number > kMaxValue || o.number != std::floor(o.number))
+        throw bad("data_offsets must be two non-negative integers");
     info.begin = data_start + static_cast<uint64_t>(offsets->array[0].number);
     info.end = data_start + static_cast<uint64_t>(offsets->array[1].number);
     if (info.end < info.begin || info.end - info.begin != static_cast<uint64_t>(info.numel()) * elem)

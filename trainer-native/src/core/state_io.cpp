@@ -232,7 +232,13 @@ void Trainer::load_state(const std::string& dir) {
   if (!rng || rng->kind != Json::Kind::Array || rng->array.size() != 4)
     throw std::runtime_error(path + ": header has no RNG state");
   std::array<uint64_t, 4> rng_state{};
-  for (int i = 0; i < 4; ++i) rng_state[i] = std::stoull(rng->array[i].string, nullptr, 16);
+  for (int i = 0; i < 4; ++i) {
+    const Json& word = rng->array[i];
+    if (word.kind != Json::Kind::String || word.string.size() != 16 ||
+        word.string.find_first_not_of("0123456789abcdef") != std::string::npos)
+      throw std::runtime_error(path + ": RNG state must be four 16-digit hex strings");
+    rng_state[i] = std::stoull(word.string, nullptr, 16);
+  }
   const int64_t step = static_cast<int64_t>(number_field(h, "step", path));
   std::vector<float> m(P), v(P);
   in.read(reinterpret_cast<char*>(m.data()), static_cast<std::streamsize>(P * sizeof(float)));
