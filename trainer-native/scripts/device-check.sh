@@ -5,12 +5,12 @@
 # failing test does not stop the benchmarks; the exit status reports both.
 # Needs cmake, a C++17 compiler, python3 with torch + transformers (SMOLSTAGE_PYTHON or python3),
 # for the CUDA part nvcc (CUDACXX, PATH, SMOLSTAGE_NVCC or /usr/local/cuda/bin). Outputs (8
-# files) go to $OUT when set (else build-device/). CPU bench sizes as in bench-cpu.sh (BENCH_PRESETS, BENCH_SEQS,
+# files) go to $OUT when set (else build/device-check/). CPU bench sizes as in bench-cpu.sh (BENCH_PRESETS, BENCH_SEQS,
 # BENCH_TOKENS, BENCH_STEPS, BENCH_WARMUP); GPU bench sizes GPU_BENCH_* (see below); extra CMake
 # flags in DEVICE_CMAKE_ARGS (e.g. -DSMOLSTAGE_CUDA=OFF).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-out=${OUT:-build-device}
+out=${OUT:-build/device-check}
 mkdir -p "$out"
 python=${SMOLSTAGE_PYTHON:-python3}
 jobs=${BUILD_JOBS:-16}
