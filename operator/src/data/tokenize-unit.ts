@@ -104,20 +104,30 @@ export async function tokenizeUnit(
   let emptyDocumentsSkipped = 0;
   let batch: string[] = [];
   let batchChars = 0;
+  // One batch encodes (in the tokenizer's native threads) while the next is read and parsed;
+  // batches are appended strictly in order, so the output does not depend on timing.
+  let encoding: Promise<void> = Promise.resolve();
   const flush = async () => {
     if (batch.length === 0) return;
-    const encoded = await tokenizer.encodeBatch(batch);
-    let tokens = 0;
-    encoded.forEach((ids, i) => {
-      const split = isValidationDocument(batch[i] as string, identity.validationFraction)
-        ? splits.validation
-        : splits.train;
-      split.append(ids, tokenizer.eosId);
-      tokens += ids.length + 1;
-    });
-    onProgress({ bytes: 0, tokens });
+    const texts = batch;
     batch = [];
     batchChars = 0;
+    const previous = encoding;
+    encoding = Promise.all([previous, tokenizer.encodeBatch(texts)]).then(([, ids]) => {
+      let tokens = 0;
+      ids.forEach((documentIds, i) => {
+        const split = isValidationDocument(texts[i] as string, identity.validationFraction)
+          ? splits.validation
+          : splits.train;
+        split.append(documentIds, tokenizer.eosId);
+        tokens += documentIds.length + 1;
+      });
+      onProgress({ bytes: 0, tokens });
+    });
+    // A failure surfaces at the next await of `encoding`; until then it is not "unhandled".
+    encoding.catch(() => {});
+    // At most two batches in flight.
+    await previous;
   };
   const documents = readDocuments(
     unit,
@@ -131,6 +141,7 @@ export async function tokenizeUnit(
     if (batch.length >= BATCH_DOCUMENTS || batchChars >= BATCH_CHARS) await flush();
   }
   await flush();
+  await encoding;
 
   const writeSplit = async (split: SplitBuffer, prefix: string): Promise<ShardRecord | null> => {
     const documentCount = split.offsets.length - 1;
