@@ -1,5 +1,7 @@
 /**
- * Renders the CRDs in crd-schema.ts to `crds/*.yaml` and the field tables of docs/crd-reference.md. Run after changing the schema:
+ * Renders the CRDs in crd-schema.ts to `crds/*.yaml`, their copies in the Helm chart
+ * (`charts/smolstage/crds/`, which helm installs) and the field tables of docs/crd-reference.md.
+ * Run after changing the schema:
  *   node --import tsx operator/src/api/generate-crds.ts
  * crd-sync.test.ts fails when the committed files differ from what this writes.
  */
@@ -11,6 +13,7 @@ import { withFieldTables } from './crd-reference.js';
 import { type CustomResourceDefinition, stageCrd, trainingRunCrd } from './crd-schema.js';
 
 export const CRD_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../crds');
+export const CHART_CRD_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../charts/smolstage/crds');
 export const CRD_REFERENCE = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/crd-reference.md');
 
 export const CRD_FILES: [string, CustomResourceDefinition][] = [
@@ -26,8 +29,8 @@ export function renderCrdYaml(definition: CustomResourceDefinition): string {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const [file, definition] of CRD_FILES) {
-    writeFileSync(join(CRD_DIR, file), renderCrdYaml(definition));
-    console.log(`wrote crds/${file}`);
+    for (const dir of [CRD_DIR, CHART_CRD_DIR]) writeFileSync(join(dir, file), renderCrdYaml(definition));
+    console.log(`wrote crds/${file} and charts/smolstage/crds/${file}`);
   }
   const reference = readFileSync(CRD_REFERENCE, 'utf8');
   writeFileSync(
