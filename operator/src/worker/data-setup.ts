@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { openDataset, type TokenDataset } from '../data/dataset.js';
 import { parseLocation, S3_ENDPOINT_ENV, S3_REGION_ENV, s3Store } from '../data/locations.js';
 import { heldOutSequences, MixtureSampler, type SamplerState } from '../data/sampler.js';
+import { tokenizerHash } from '../data/tokenizer.js';
 import type { SequenceStream } from './engine.js';
 import { BadConfigurationError } from './errors.js';
 
@@ -35,11 +37,25 @@ export async function openTrainingData(
   warn: (message: string) => void,
 ): Promise<TrainingData> {
   const dataEnv = dataEnvFor(spec, env);
+  // Shards tokenized with another tokenizer would train on the wrong ids without any error.
+  const tokenizer =
+    spec.tokenizer === undefined
+      ? undefined
+      : {
+          hash: tokenizerHash(
+            await readFile(await tokenizerFile(spec.tokenizer.uri, cacheDir, dataEnv), 'utf8'),
+          ),
+          where: spec.tokenizer.uri,
+        };
   const names = [...new Set([...Object.keys(spec.mixture), ...spec.evaluation.heldOutLoss])].sort();
   const datasets: Record<string, TokenDataset> = {};
   for (const name of names) {
     const uri = spec.datasets[name]?.uri as string;
-    datasets[name] = await openDataset(uri, { cacheDir: join(cacheDir, 'datasets'), env: dataEnv });
+    datasets[name] = await openDataset(uri, {
+      cacheDir: join(cacheDir, 'datasets'),
+      env: dataEnv,
+      ...(tokenizer === undefined ? {} : { tokenizer }),
+    });
   }
   const seqLen = spec.batch.sequenceLength;
   const sequencesPerStep = spec.batch.globalBatchTokens / seqLen;
@@ -100,4 +116,14 @@ export async function localModelDir(uri: string, localDir: string, env: NodeJS.P
   }
   for (const { key } of files) await store.getFile(key, join(localDir, key));
   return localDir;
+}
+
+/** A local path of the run's tokenizer.json, downloading an s3:// one into `workDir` first. */
+export async function tokenizerFile(uri: string, workDir: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const location = parseLocation(uri);
+  if (location.kind === 'local') return location.path;
+  const path = join(workDir, 'tokenizer.json');
+  await mkdir(workDir, { recursive: true });
+  await s3Store(location, env, '').getFile(location.prefix, path);
+  return path;
 }

@@ -1,9 +1,7 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { loadTask, scoreTask } from '../data/eval-task.js';
-import { parseLocation, s3Store } from '../data/locations.js';
 import { loadTokenizer } from '../data/tokenizer.js';
+import { tokenizerFile } from './data-setup.js';
 import { BadConfigurationError } from './errors.js';
 import type { ChoiceTask } from './evaluation.js';
 
@@ -17,9 +15,7 @@ export async function loadChoiceTasks(
   if (spec.tokenizer === undefined) {
     throw new BadConfigurationError('evaluation.tasks need tokenizer.uri to turn task text into token ids');
   }
-  const tokenizer = await loadTokenizer(
-    await localCopy(spec.tokenizer.uri, join(workDir, 'tokenizer.json'), env),
-  );
+  const tokenizer = await loadTokenizer(await tokenizerFile(spec.tokenizer.uri, workDir, env));
   const tasks: ChoiceTask[] = [];
   for (const { name, uri } of spec.evaluation.tasks) {
     const items = await loadTask(uri, env);
@@ -37,12 +33,4 @@ export async function loadChoiceTasks(
     });
   }
   return tasks;
-}
-
-async function localCopy(uri: string, path: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const location = parseLocation(uri);
-  if (location.kind === 'local') return location.path;
-  await mkdir(join(path, '..'), { recursive: true });
-  await s3Store(location, env, '').getFile(location.prefix, path);
-  return path;
 }

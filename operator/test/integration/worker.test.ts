@@ -4,6 +4,7 @@
  * and judges it by its exit code, its JSON logs and what it left in the object store.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -485,6 +486,15 @@ describe('worker: control requests', () => {
   });
 });
 
+/** The run's tokenizer with its last merge dropped: same format, different ids. */
+function otherTokenizer(path: string): string {
+  const tokenizer = JSON.parse(readFileSync(path, 'utf8')) as { model: { merges: unknown[] } };
+  tokenizer.model.merges.pop();
+  const other = `${path}.other.json`;
+  writeFileSync(other, JSON.stringify(tokenizer));
+  return other;
+}
+
 describe('worker: bad configuration', () => {
   const cases: [string, (spec: TrainerSpec) => unknown, RegExp][] = [
     ['a missing field', (s) => ({ ...s, model: undefined }), /invalid trainer spec: model is missing/],
@@ -497,6 +507,11 @@ describe('worker: bad configuration', () => {
       'a bucket that does not exist',
       (s) => ({ ...s, storage: { ...s.storage, bucket: 'no-such-bucket-smolstage' } }),
       /bucket does not exist \(NoSuchBucket\)/,
+    ],
+    [
+      'a tokenizer other than the one the datasets were prepared with',
+      (s) => ({ ...s, tokenizer: { uri: otherTokenizer(data.tokenizerPath) } }),
+      /was tokenized with a different tokenizer .* re-run `smolstage data prepare`/,
     ],
     [
       'a dataset that was never prepared',
