@@ -23,7 +23,7 @@ import {
 } from '../test/integration/support/kube.js';
 import { createRun } from '../test/integration/support/objects.js';
 import { OperatorProcess } from '../test/integration/support/processes.js';
-import { createBucket, runStorage } from '../test/integration/support/s3.js';
+import { createBucket, requireS3, runStorage } from '../test/integration/support/s3.js';
 
 const { values } = parseArgs({
   options: {
@@ -76,7 +76,8 @@ async function main(): Promise<void> {
   const client = testClient();
   await applyCrds(testKubeConfig());
   const namespace = await createNamespace(client, 'bench');
-  const { s3, bucket } = await createBucket('bench');
+  const s3 = requireS3();
+  const bucket = await createBucket('bench');
   const storage = await runStorage(client, namespace, s3, bucket);
 
   const operator = await OperatorProcess.start('bench-operator', [

@@ -7,24 +7,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { Client } from 'minio';
-import { requireS3 } from '../support/env.js';
+import { requireS3, s3ClientOptions } from '../support/env.js';
 
 const objectSize = 100 * 1024 * 1024;
 
 /** A client for the harness's server; partSize (bytes) is where the client switches to multipart. */
 function s3Client(partSize?: number): Client {
-  const s3 = requireS3();
-  const url = new URL(s3.endpoint);
-  return new Client({
-    endPoint: url.hostname,
-    port: Number(url.port),
-    useSSL: url.protocol === 'https:',
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    region: s3.region,
-    pathStyle: true,
-    ...(partSize ? { partSize } : {}),
-  });
+  return new Client({ ...s3ClientOptions(), ...(partSize ? { partSize } : {}) });
 }
 
 function sha256(data: Buffer): string {

@@ -39,6 +39,23 @@ export function requireS3(): S3Test {
   };
 }
 
+/**
+ * Connection options for an S3 client (minio's `ClientOptions` shape) pointed at the harness's
+ * server, so every test reads the endpoint, credentials and addressing style the same way.
+ */
+export function s3ClientOptions(s3: S3Test = requireS3()) {
+  const url = new URL(s3.endpoint);
+  return {
+    endPoint: url.hostname,
+    port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    useSSL: url.protocol === 'https:',
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    region: s3.region,
+    pathStyle: true,
+  };
+}
+
 /** Python of the pinned venv with CPU torch, transformers, tokenizers and safetensors. */
 export function requirePython(): string {
   return required('SMOLSTAGE_PYTHON');

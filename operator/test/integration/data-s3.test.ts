@@ -19,7 +19,7 @@ import { smallTokenizer, TESTDATA } from '../../src/data/testdata/support.js';
 import { tokenizerFromJson } from '../../src/data/tokenizer.js';
 import { createStore } from '../../src/storage/factory.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
-import { createBucket, requireS3, s3Env } from './storage-support.js';
+import { createBucket, requireS3, s3Env } from './support/s3.js';
 
 const TEXTS = Array.from(
   { length: 120 },

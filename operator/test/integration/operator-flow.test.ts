@@ -25,7 +25,7 @@ import {
   testKubeConfig,
 } from './support/kube.js';
 import { createRun, getRun, listEvents, listJobs, listStages, runWhere } from './support/objects.js';
-import { createBucket, runStorage } from './support/s3.js';
+import { createBucket, requireS3, runStorage } from './support/s3.js';
 
 const RUN = 'smol3';
 
@@ -39,7 +39,8 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
     client = testClient();
     await applyCrds(testKubeConfig());
     namespace = await createNamespace(client, 'flow');
-    const { s3, bucket } = await createBucket('flow');
+    const s3 = requireS3();
+    const bucket = await createBucket('flow');
     const storage = await runStorage(client, namespace, s3, bucket);
     trainer = new FakeTrainer(client, s3);
     operator = new Operator({

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { requireS3 } from '../../../test/support/env.js';
 import { Annotations, GROUP, Reason, TrainingRunKind, VERSION } from '../../src/api/types.js';
 import { STORAGE_UNAVAILABLE } from '../../src/drivers/kube/controller.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
@@ -24,7 +23,7 @@ import {
   testKubeConfig,
 } from './support/kube.js';
 import { createRun, listEvents, listJobs, listStages, runWhere } from './support/objects.js';
-import { createBucket, runStorage } from './support/s3.js';
+import { createBucket, requireS3, runStorage } from './support/s3.js';
 
 describe('operator: retries, failure and suspension', () => {
   let client: KubeClient;
@@ -37,7 +36,8 @@ describe('operator: retries, failure and suspension', () => {
     client = testClient();
     await applyCrds(testKubeConfig());
     namespace = await createNamespace(client, 'lifecycle');
-    const { s3, bucket } = await createBucket('lifecycle');
+    const s3 = requireS3();
+    const bucket = await createBucket('lifecycle');
     storage = await runStorage(client, namespace, s3, bucket);
     trainer = new FakeTrainer(client, s3);
     operator = new Operator({

@@ -33,7 +33,7 @@ import {
   testKubeConfig,
 } from './support/kube.js';
 import { createRun, runWhere } from './support/objects.js';
-import { createBucket, runStorage } from './support/s3.js';
+import { createBucket, requireS3, runStorage } from './support/s3.js';
 
 const OPERATOR_NAMESPACE = 'smolstage-system';
 
@@ -124,7 +124,8 @@ describe('operator under the least-privilege RBAC manifest', () => {
   });
 
   it('runs a run to completion with leader election, as the ServiceAccount', async () => {
-    const { s3, bucket } = await createBucket('rbac');
+    const s3 = requireS3();
+    const bucket = await createBucket('rbac');
     const storage = await runStorage(client, namespace, s3, bucket);
     const trainer = new FakeTrainer(client, s3);
     const failures: string[] = [];

@@ -21,7 +21,7 @@ import {
 } from './support/kube.js';
 import { createRun, listEvents, listJobs, listStages, runWhere } from './support/objects.js';
 import { OperatorProcess } from './support/processes.js';
-import { createBucket, runStorage } from './support/s3.js';
+import { createBucket, requireS3, runStorage } from './support/s3.js';
 
 const RUN = 'crashy';
 
@@ -58,7 +58,8 @@ describe('operator restarts (SIGKILL) on the real API server and S3', () => {
     client = testClient();
     await applyCrds(testKubeConfig());
     namespace = await createNamespace(client, 'restart');
-    const { s3, bucket } = await createBucket('restart');
+    const s3 = requireS3();
+    const bucket = await createBucket('restart');
     const storage = await runStorage(client, namespace, s3, bucket);
     trainer = new FakeTrainer(client, s3);
     await createRun(

@@ -27,7 +27,7 @@ import {
   StorageConfigurationError,
 } from '../../src/storage/object-store.js';
 import { S3Store } from '../../src/storage/s3-store.js';
-import { createBucket, s3Client, s3Env, s3StorageSpec } from './storage-support.js';
+import { createBucket, s3Client, s3Env, s3StorageSpec } from './support/s3.js';
 
 const noRetry = { maxAttempts: 1 };
 const PART_SIZE = 5 * 1024 * 1024;

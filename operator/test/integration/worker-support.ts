@@ -16,7 +16,7 @@ import { generateQuickstart } from '../../src/data/quickstart.js';
 import { tokenizerFromJson, trainByteLevelBpe } from '../../src/data/tokenizer.js';
 import { createRunStore } from '../../src/storage/factory.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
-import { createBucket, requireS3, s3Env, s3StorageSpec } from './storage-support.js';
+import { createBucket, requireS3, s3Env, s3StorageSpec } from './support/s3.js';
 
 const OPERATOR_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const VOCAB = 300;

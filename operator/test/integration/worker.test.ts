@@ -21,7 +21,7 @@ import { createNativeEngine } from '../../src/worker/native-engine.js';
 import { loadChoiceTasks } from '../../src/worker/tasks.js';
 import { WorkerMetrics } from '../../src/worker/telemetry.js';
 import { runWorker } from '../../src/worker/worker.js';
-import { requireS3, s3StorageSpec } from './storage-support.js';
+import { requireS3, s3StorageSpec } from './support/s3.js';
 import {
   CuttableProxy,
   prepareTinyData,

@@ -1,24 +1,37 @@
-/** The real test S3 server: a fresh bucket per test file and the Secret a run names. */
+/**
+ * The harness's real S3 server: fresh buckets, a minio client for setup and inspection, the
+ * worker's StorageSpec and credential env, and the Secret an operator run names. The server's
+ * address and credentials come from test/support/env.ts.
+ */
+import { randomBytes } from 'node:crypto';
 import { Client } from 'minio';
-import { requireS3, type S3Test } from '../../../../test/support/env.js';
+import { requireS3, type S3Test, s3ClientOptions } from '../../../../test/support/env.js';
+import type { StorageSpec } from '../../../src/api/trainer-spec.js';
 import type { KubeClient } from '../../../src/drivers/kube/kube-client.js';
 import type { TestStorage } from './builders.js';
 
-export async function createBucket(prefix: string): Promise<{ s3: S3Test; bucket: string }> {
+export { requireS3 };
+
+/** The worker's credential env for the harness's server. */
+export function s3Env(): NodeJS.ProcessEnv {
   const s3 = requireS3();
-  const url = new URL(s3.endpoint);
-  const client = new Client({
-    endPoint: url.hostname,
-    port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
-    useSSL: url.protocol === 'https:',
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    region: s3.region,
-    pathStyle: true,
-  });
-  const bucket = `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
-  await client.makeBucket(bucket, s3.region);
-  return { s3, bucket };
+  return { SMOLSTAGE_S3_ACCESS_KEY: s3.accessKey, SMOLSTAGE_S3_SECRET_KEY: s3.secretKey };
+}
+
+export function s3StorageSpec(bucket: string, endpoint = requireS3().endpoint): StorageSpec {
+  return { kind: 's3', endpoint, bucket, region: requireS3().region, prefix: 'smolstage' };
+}
+
+/** A minio client for the harness's server, for test setup and inspection. */
+export function s3Client(): Client {
+  return new Client(s3ClientOptions());
+}
+
+/** A new, empty bucket with a unique name starting with `prefix`. */
+export async function createBucket(prefix = 'test'): Promise<string> {
+  const bucket = `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  await s3Client().makeBucket(bucket, requireS3().region);
+  return bucket;
 }
 
 /** Creates the credentials Secret in `namespace` and returns the storage a run should use. */
