@@ -14,14 +14,9 @@ import { parseArgs } from 'node:util';
 import { requireKube } from '../../test/support/env.js';
 import { GROUP, type TrainingRun, TrainingRunKind, VERSION } from '../src/api/types.js';
 import { aTrainingRun } from '../test/integration/support/builders.js';
-import {
-  applyCrds,
-  createNamespace,
-  eventually,
-  testClient,
-  testKubeConfig,
-} from '../test/integration/support/kube.js';
+import { eventually } from '../test/integration/support/kube.js';
 import { createRun } from '../test/integration/support/objects.js';
+import { crdNamespace } from '../test/integration/support/operator-setup.js';
 import { OperatorProcess } from '../test/integration/support/processes.js';
 import { createBucket, requireS3, runStorage } from '../test/integration/support/s3.js';
 
@@ -73,9 +68,7 @@ function failuresByCode(metrics: Map<string, number>): Map<string, number> {
 }
 
 async function main(): Promise<void> {
-  const client = testClient();
-  await applyCrds(testKubeConfig());
-  const namespace = await createNamespace(client, 'bench');
+  const { client, namespace } = await crdNamespace('bench');
   const s3 = requireS3();
   const bucket = await createBucket('bench');
   const storage = await runStorage(client, namespace, s3, bucket);

@@ -12,20 +12,12 @@ import { after, before, describe, it } from 'node:test';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
 import { Reason } from '../../src/api/types.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
-import { createLogger } from '../../src/drivers/kube/logger.js';
-import { Operator } from '../../src/drivers/kube/operator.js';
+import type { Operator } from '../../src/drivers/kube/operator.js';
 import { aTrainingRun } from './support/builders.js';
-import { FakeTrainer } from './support/fake-trainer.js';
-import {
-  applyCrds,
-  createNamespace,
-  deleteNamespace,
-  eventually,
-  testClient,
-  testKubeConfig,
-} from './support/kube.js';
+import type { FakeTrainer } from './support/fake-trainer.js';
+import { deleteNamespace, eventually } from './support/kube.js';
 import { createRun, getRun, listEvents, listJobs, listStages, runWhere } from './support/objects.js';
-import { createBucket, requireS3, runStorage } from './support/s3.js';
+import { crdNamespace, runStorageAndTrainer, startTestOperator } from './support/operator-setup.js';
 
 const RUN = 'smol3';
 
@@ -36,25 +28,11 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
   let trainer: FakeTrainer;
 
   before(async () => {
-    client = testClient();
-    await applyCrds(testKubeConfig());
-    namespace = await createNamespace(client, 'flow');
-    const s3 = requireS3();
-    const bucket = await createBucket('flow');
-    const storage = await runStorage(client, namespace, s3, bucket);
-    trainer = new FakeTrainer(client, s3);
-    operator = new Operator({
-      kubeConfig: testKubeConfig(),
-      logger: createLogger(process.env.SMOLSTAGE_LOG_LEVEL ?? 'warn'),
-      namespace,
-      identity: 'flow-test',
-      pollIntervalMs: 200,
-      workers: 2,
-      metricsPort: 0,
-      healthPort: 0,
-      processMetrics: false,
-    });
-    await operator.start();
+    ({ client, namespace } = await crdNamespace('flow'));
+    const setup = await runStorageAndTrainer(client, namespace, 'flow');
+    const storage = setup.storage;
+    trainer = setup.trainer;
+    operator = await startTestOperator(namespace, 'flow-test');
     await createRun(
       client,
       aTrainingRun(RUN)

@@ -6,17 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { V1Lease } from '@kubernetes/client-node';
-import { requireKube } from '../../../test/support/env.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
-import {
-  applyCrds,
-  createNamespace,
-  deleteNamespace,
-  eventually,
-  testClient,
-  testKubeConfig,
-} from './support/kube.js';
-import { apiRequests, OperatorProcess } from './support/processes.js';
+import { deleteNamespace, eventually } from './support/kube.js';
+import { crdNamespace, startOperatorProcess } from './support/operator-setup.js';
+import { apiRequests, type OperatorProcess } from './support/processes.js';
 
 const LEASE = 'smolstage-test-leader';
 // Long enough that a clean handover (SIGTERM) is clearly faster than waiting for expiry even on
@@ -29,9 +22,7 @@ describe('operator leader election (real API server, real processes)', () => {
   const replicas: OperatorProcess[] = [];
 
   before(async () => {
-    client = testClient();
-    await applyCrds(testKubeConfig());
-    namespace = await createNamespace(client, 'leader');
+    ({ client, namespace } = await crdNamespace('leader'));
   });
 
   after(async () => {
@@ -40,33 +31,29 @@ describe('operator leader election (real API server, real processes)', () => {
   });
 
   const start = async (identity: string) => {
-    const replica = await OperatorProcess.start(identity, [
-      '--kubeconfig',
-      requireKube().kubeconfig,
-      '--namespace',
+    const replica = await startOperatorProcess(
+      identity,
       namespace,
-      '--leader-elect',
-      '--lease-name',
-      LEASE,
-      '--lease-namespace',
-      namespace,
-      '--lease-duration',
-      `${LEASE_SECONDS}s`,
-      '--renew-deadline',
-      '4s',
-      '--retry-period',
-      '200ms',
-      '--poll-interval',
-      '1s',
-      '--log-level',
-      'warn',
-    ]);
-    replicas.push(replica);
-    await eventually(
-      async () => ((await replica.probe('/healthz')) === 200 ? true : undefined),
-      `${identity} to serve /healthz`,
-      30_000,
+      [
+        '--leader-elect',
+        '--lease-name',
+        LEASE,
+        '--lease-namespace',
+        namespace,
+        '--lease-duration',
+        `${LEASE_SECONDS}s`,
+        '--renew-deadline',
+        '4s',
+        '--retry-period',
+        '200ms',
+        '--poll-interval',
+        '1s',
+        '--log-level',
+        'warn',
+      ],
+      '/healthz',
     );
+    replicas.push(replica);
     return replica;
   };
 

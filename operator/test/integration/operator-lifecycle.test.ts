@@ -10,20 +10,13 @@ import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Annotations, GROUP, Reason, TrainingRunKind, VERSION } from '../../src/api/types.js';
 import { STORAGE_UNAVAILABLE } from '../../src/drivers/kube/controller.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
-import { createLogger } from '../../src/drivers/kube/logger.js';
-import { Operator } from '../../src/drivers/kube/operator.js';
+import type { Operator } from '../../src/drivers/kube/operator.js';
 import { aTrainingRun, type TestStorage } from './support/builders.js';
-import { FakeTrainer } from './support/fake-trainer.js';
-import {
-  applyCrds,
-  createNamespace,
-  deleteNamespace,
-  eventually,
-  testClient,
-  testKubeConfig,
-} from './support/kube.js';
+import type { FakeTrainer } from './support/fake-trainer.js';
+import { deleteNamespace, eventually } from './support/kube.js';
 import { createRun, listEvents, listJobs, listStages, runWhere } from './support/objects.js';
-import { createBucket, requireS3, runStorage } from './support/s3.js';
+import { crdNamespace, runStorageAndTrainer, startTestOperator } from './support/operator-setup.js';
+import { requireS3 } from './support/s3.js';
 
 describe('operator: retries, failure and suspension', () => {
   let client: KubeClient;
@@ -33,25 +26,9 @@ describe('operator: retries, failure and suspension', () => {
   let storage: TestStorage;
 
   before(async () => {
-    client = testClient();
-    await applyCrds(testKubeConfig());
-    namespace = await createNamespace(client, 'lifecycle');
-    const s3 = requireS3();
-    const bucket = await createBucket('lifecycle');
-    storage = await runStorage(client, namespace, s3, bucket);
-    trainer = new FakeTrainer(client, s3);
-    operator = new Operator({
-      kubeConfig: testKubeConfig(),
-      logger: createLogger(process.env.SMOLSTAGE_LOG_LEVEL ?? 'warn'),
-      namespace,
-      identity: 'lifecycle-test',
-      pollIntervalMs: 200,
-      workers: 2,
-      metricsPort: 0,
-      healthPort: 0,
-      processMetrics: false,
-    });
-    await operator.start();
+    ({ client, namespace } = await crdNamespace('lifecycle'));
+    ({ storage, trainer } = await runStorageAndTrainer(client, namespace, 'lifecycle'));
+    operator = await startTestOperator(namespace, 'lifecycle-test');
   });
 
   after(async () => {

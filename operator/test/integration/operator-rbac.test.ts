@@ -22,7 +22,6 @@ import { apiStatus, KubeClient as Client, type KubeClient } from '../../src/driv
 import { createLogger } from '../../src/drivers/kube/logger.js';
 import { Operator } from '../../src/drivers/kube/operator.js';
 import { aTrainingRun } from './support/builders.js';
-import { FakeTrainer } from './support/fake-trainer.js';
 import {
   applyCrds,
   createNamespace,
@@ -33,7 +32,7 @@ import {
   testKubeConfig,
 } from './support/kube.js';
 import { createRun, runWhere } from './support/objects.js';
-import { createBucket, requireS3, runStorage } from './support/s3.js';
+import { runStorageAndTrainer, testOperatorOptions } from './support/operator-setup.js';
 
 const OPERATOR_NAMESPACE = 'smolstage-system';
 
@@ -124,29 +123,21 @@ describe('operator under the least-privilege RBAC manifest', () => {
   });
 
   it('runs a run to completion with leader election, as the ServiceAccount', async () => {
-    const s3 = requireS3();
-    const bucket = await createBucket('rbac');
-    const storage = await runStorage(client, namespace, s3, bucket);
-    const trainer = new FakeTrainer(client, s3);
+    const { storage, trainer } = await runStorageAndTrainer(client, namespace, 'rbac');
     const failures: string[] = [];
-    operator = new Operator({
-      kubeConfig: asOperator,
-      logger: createLogger(process.env.SMOLSTAGE_LOG_LEVEL ?? 'error'),
-      namespace,
-      identity: 'rbac-test',
-      leaderElection: {
-        namespace: OPERATOR_NAMESPACE,
-        name: 'smolstage-operator',
-        leaseDurationMs: 3000,
-        renewDeadlineMs: 2000,
-        retryPeriodMs: 200,
-      },
-      pollIntervalMs: 200,
-      workers: 2,
-      metricsPort: 0,
-      healthPort: 0,
-      processMetrics: false,
-    });
+    operator = new Operator(
+      testOperatorOptions(namespace, 'rbac-test', {
+        kubeConfig: asOperator,
+        logger: createLogger(process.env.SMOLSTAGE_LOG_LEVEL ?? 'error'),
+        leaderElection: {
+          namespace: OPERATOR_NAMESPACE,
+          name: 'smolstage-operator',
+          leaseDurationMs: 3000,
+          renewDeadlineMs: 2000,
+          retryPeriodMs: 200,
+        },
+      }),
+    );
     operator.client.onRequest((r) => {
       if (r.status === 403) failures.push(`${r.kind} ${r.resource}`);
     });

@@ -6,22 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { requireKube } from '../../../test/support/env.js';
 import { Reason } from '../../src/api/types.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
 import { aTrainingRun } from './support/builders.js';
-import { FakeTrainer } from './support/fake-trainer.js';
-import {
-  applyCrds,
-  createNamespace,
-  deleteNamespace,
-  eventually,
-  testClient,
-  testKubeConfig,
-} from './support/kube.js';
+import type { FakeTrainer } from './support/fake-trainer.js';
+import { deleteNamespace, eventually } from './support/kube.js';
 import { createRun, listEvents, listJobs, listStages, runWhere } from './support/objects.js';
-import { OperatorProcess } from './support/processes.js';
-import { createBucket, requireS3, runStorage } from './support/s3.js';
+import { crdNamespace, runStorageAndTrainer, startOperatorProcess } from './support/operator-setup.js';
+import type { OperatorProcess } from './support/processes.js';
 
 const RUN = 'crashy';
 
@@ -32,20 +24,11 @@ describe('operator restarts (SIGKILL) on the real API server and S3', () => {
   let operator: OperatorProcess | undefined;
 
   const startOperator = async (identity: string) => {
-    operator = await OperatorProcess.start(identity, [
-      '--kubeconfig',
-      requireKube().kubeconfig,
-      '--namespace',
+    operator = await startOperatorProcess(
+      identity,
       namespace,
-      '--poll-interval',
-      '200ms',
-      '--log-level',
-      'warn',
-    ]);
-    await eventually(
-      async () => ((await operator?.probe('/readyz')) === 200 ? true : undefined),
-      `${identity} to be ready`,
-      30_000,
+      ['--poll-interval', '200ms', '--log-level', 'warn'],
+      '/readyz',
     );
   };
   const crash = async () => {
@@ -55,13 +38,10 @@ describe('operator restarts (SIGKILL) on the real API server and S3', () => {
   };
 
   before(async () => {
-    client = testClient();
-    await applyCrds(testKubeConfig());
-    namespace = await createNamespace(client, 'restart');
-    const s3 = requireS3();
-    const bucket = await createBucket('restart');
-    const storage = await runStorage(client, namespace, s3, bucket);
-    trainer = new FakeTrainer(client, s3);
+    ({ client, namespace } = await crdNamespace('restart'));
+    const setup = await runStorageAndTrainer(client, namespace, 'restart');
+    const storage = setup.storage;
+    trainer = setup.trainer;
     await createRun(
       client,
       aTrainingRun(RUN)
