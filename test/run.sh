@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The one test entry point (npm scripts call it). Usage: bash test/run.sh TIER
+#   lint         biome (format + lint) over the repo, then tsc type checks of every TypeScript
+#                project (tsx runs tests without type checking, so this is where types are checked)
 #   unit         node:test over operator/src/**/*.test.ts and test/unit/**/*.test.ts, then the
 #                trainer-native C++ build and ctest (once trainer-native/CMakeLists.txt exists)
 #   integration  build/start the real servers, run test/smoke/*.test.ts and
 #                operator/test/integration/*.test.ts against them, stop the servers
 #   parity       trainer-native/scripts/parity.sh with SMOLSTAGE_PYTHON (HF transformers reference)
-#   all          unit, integration, parity (what `npm test` runs), then a summary
+#   all          lint, unit, integration, parity (what `npm test` runs), then a summary
 #   bench-cpu, bench-gpu, demo   the benchmark scripts and the CPU quickstart (not part of `all`)
 #   servers      start the servers, print their env exports, keep them up until Ctrl-C
 set -uo pipefail
@@ -17,6 +19,16 @@ shopt -s globstar nullglob
 
 node_test() {
   node --import tsx --test --test-reporter=spec "$@"
+}
+
+tier_lint() {
+  local status=0
+  log "lint: biome check, tsc --noEmit (operator with its tests and benches, test/, trainer-native)"
+  npx biome check . || status=1
+  npx tsc -p operator/tsconfig.check.json || status=1
+  npx tsc -p test/tsconfig.json || status=1
+  npx tsc -p trainer-native/tsconfig.json --noEmit || status=1
+  return $status
 }
 
 tier_unit() {
@@ -130,7 +142,7 @@ tier_demo() {
 
 tier_all() {
   local tier results=() passed=0 failed=0 start
-  for tier in unit integration parity; do
+  for tier in lint unit integration parity; do
     start=$SECONDS
     echo "===== $tier ====="
     if (tier_"$tier"); then
@@ -148,16 +160,16 @@ tier_all() {
 }
 
 case ${1:-} in
-unit | integration | parity | all | demo | bench-cpu | bench-gpu) ensure_npm_deps ;;
+lint | unit | integration | parity | all | demo | bench-cpu | bench-gpu) ensure_npm_deps ;;
 esac
 
 case ${1:-} in
-unit | integration | parity | all | servers) tier_"$1" ;;
+lint | unit | integration | parity | all | servers) tier_"$1" ;;
 demo) shift; tier_demo "$@" ;;
 bench-cpu) run_script bench-cpu trainer-native/scripts/bench-cpu.sh ;;
 bench-gpu) run_script bench-gpu trainer-native/scripts/bench-gpu.sh ;;
 *)
-  echo "usage: bash test/run.sh unit|integration|parity|all|bench-cpu|bench-gpu|demo|servers" >&2
+  echo "usage: bash test/run.sh lint|unit|integration|parity|all|bench-cpu|bench-gpu|demo|servers" >&2
   exit 2
   ;;
 esac
