@@ -16,12 +16,13 @@ import {
 } from '../../api/types.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
 import { StorageConfigurationError } from '../../storage/object-store.js';
+import { StoreReader } from '../../storage/store-reader.js';
 import { actOnDecision } from './act.js';
 import { Informer, type InformerEvent } from './informer.js';
 import { describeError, type KubeClient } from './kube-client.js';
 import { KubeWriter } from './kube-writer.js';
 import type { Logger } from './logger.js';
-import { observeRun, StoreReader } from './observe.js';
+import { observeRun } from './observe.js';
 import type { OperatorMetrics } from './operator-metrics.js';
 import { RunStorageError, RunStores } from './run-stores.js';
 import { WorkQueue } from './workqueue.js';

@@ -5,54 +5,12 @@
  * operator lifetime; a restarted operator re-reads everything, since the store is the truth.
  */
 import type { V1Job } from '@kubernetes/client-node';
-import type { MetricsSummary, Stage, TrainingRun } from '../../api/types.js';
-import { emptySummary, summarizeMetrics } from '../../policy/metrics-summary.js';
-import type { Observed, ObservedCheckpoint } from '../../reconcile/observed.js';
+import type { Stage, TrainingRun } from '../../api/types.js';
+import type { Observed } from '../../reconcile/observed.js';
 import { summarizeJob } from '../../reconcile/render-job.js';
-import { listCommitted } from '../../storage/checkpoints.js';
-import { readMetrics } from '../../storage/metrics.js';
-import type { ObjectStore } from '../../storage/object-store.js';
+import type { StoreReader } from '../../storage/store-reader.js';
 import type { Informer } from './informer.js';
-import type { Logger } from './logger.js';
 import type { RunStores } from './run-stores.js';
-
-interface StageReadings {
-  summary: MetricsSummary;
-  checkpoints: ObservedCheckpoint[];
-  /** The stage had ended when these were read: nothing will change them. */
-  final: boolean;
-}
-
-/** What the operator has read from each run's store so far, by run key and stage. */
-export class StoreReader {
-  private readonly readings = new Map<string, Map<string, StageReadings>>();
-
-  constructor(private readonly logger: Logger) {}
-
-  async read(runKey: string, store: ObjectStore, stage: string, ended: boolean): Promise<StageReadings> {
-    let perStage = this.readings.get(runKey);
-    if (perStage === undefined) {
-      perStage = new Map();
-      this.readings.set(runKey, perStage);
-    }
-    const previous = perStage.get(stage);
-    if (previous?.final === true) return previous;
-    const summary = previous?.summary ?? emptySummary();
-    const records = await readMetrics(store, stage, { sinceStep: summary.lastStep, logger: this.logger });
-    const committed = await listCommitted(store, stage);
-    const readings: StageReadings = {
-      summary: records.length === 0 ? summary : summarizeMetrics(records, summary),
-      checkpoints: committed.map((c) => ({ step: c.step, dir: c.dir })),
-      final: ended,
-    };
-    perStage.set(stage, readings);
-    return readings;
-  }
-
-  forget(runKey: string): void {
-    this.readings.delete(runKey);
-  }
-}
 
 export interface ObserveSources {
   stages: Informer<Stage>;

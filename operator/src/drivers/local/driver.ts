@@ -17,7 +17,7 @@ import type { Action, Decision, Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
 import { createRunStore } from '../../storage/factory.js';
 import type { ObjectStore } from '../../storage/object-store.js';
-import { StoreReader } from '../kube/observe.js';
+import { StoreReader } from '../../storage/store-reader.js';
 import { type Display, summaryTable } from './display.js';
 import type { LocalInputs } from './inputs.js';
 import { jobAfterExit, type RunningWorker, spawnWorker, specFile, stopLeftoverWorkers } from './processes.js';
