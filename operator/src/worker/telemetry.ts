@@ -1,7 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import winston from 'winston';
+import { startProbeServer } from '../telemetry/probe-server.js';
 
 /** JSON lines on stdout, one object per event; never given credentials to print. */
 export function createLogger(level = 'info'): winston.Logger {
@@ -68,24 +68,11 @@ export class WorkerMetrics {
   }
 }
 
-/** Serves `/metrics` on `port` (0: any free port); resolves with the bound port. */
+/** Serves `/metrics` on `port` (0: any free port) on every interface; resolves with the bound port. */
 export async function serveMetrics(
   metrics: WorkerMetrics,
   port: number,
 ): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    metrics.registry
-      .metrics()
-      .then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
-      .catch(() => res.writeHead(500).end());
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
+  const served = await startProbeServer({ port, registry: metrics.registry });
+  return { server: served.server, port: served.port };
 }

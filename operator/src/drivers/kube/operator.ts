@@ -4,8 +4,8 @@
  * leader election). Losing the lease stops the controller before anyone else may start one.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
+import { type ProbeServerOptions, startProbeServer } from '../../telemetry/probe-server.js';
 import { RunController } from './controller.js';
-import { startProbeServer } from './health-server.js';
 import { KubeClient } from './kube-client.js';
 import { LeaderElector } from './leader-election.js';
 import type { Logger } from './logger.js';
@@ -85,14 +85,14 @@ export class Operator {
       ready: () =>
         this.isLeader ? (this.controller?.synced ?? false) : this.options.leaderElection !== undefined,
     };
+    // IPv4 on every interface, where the kubelet's probes and Prometheus reach the pod.
+    const serve = (options: ProbeServerOptions) => startProbeServer({ host: '0.0.0.0', ...options });
     if (metricsPort !== 0 && metricsPort === healthPort) {
-      this.servers.push(
-        await startProbeServer({ port: metricsPort, probes, registry: this.metrics.registry }),
-      );
+      this.servers.push(await serve({ port: metricsPort, probes, registry: this.metrics.registry }));
     } else {
       if (metricsPort !== 0)
-        this.servers.push(await startProbeServer({ port: metricsPort, registry: this.metrics.registry }));
-      if (healthPort !== 0) this.servers.push(await startProbeServer({ port: healthPort, probes }));
+        this.servers.push(await serve({ port: metricsPort, registry: this.metrics.registry }));
+      if (healthPort !== 0) this.servers.push(await serve({ port: healthPort, probes }));
     }
     const election = this.options.leaderElection;
     if (election === undefined) {

@@ -1,7 +1,8 @@
 /**
  * `/healthz` (the process is alive and its loops turn), `/readyz` (this replica is useful:
  * caches synced when leading, or standing by as a healthy candidate) and `/metrics`.
- * Health and metrics may share a port or use two.
+ * Health and metrics may share a port or use two. Serves the operator's probes and metrics and
+ * the worker's metrics.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +14,9 @@ export interface Probes {
 }
 
 export interface ProbeServerOptions {
+  /** 0: any free port. */
   port: number;
+  /** Address to bind; absent: every interface (IPv6 and IPv4 where the host has them). */
   host?: string;
   probes?: Probes;
   registry?: Registry;
@@ -46,7 +49,7 @@ export async function startProbeServer(
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+    server.listen({ port: options.port, host: options.host }, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   return {
