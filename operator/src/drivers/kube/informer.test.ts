@@ -5,33 +5,20 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nock from 'nock';
 import { Informer } from './informer.js';
 import { KubeClient } from './kube-client.js';
 import { createLogger } from './logger.js';
-import { fakeClusterConfig, FAKE_SERVER as SERVER } from './testing.js';
-
-const PATH = '/apis/smolstage.dev/v1alpha1/namespaces/ns/trainingruns';
-
-const obj = (name: string, rv: string): KubernetesObject => ({
-  metadata: { name, namespace: 'ns', resourceVersion: rv },
-});
-const list = (rv: string, ...items: KubernetesObject[]) => ({
-  kind: 'List',
-  metadata: { resourceVersion: rv },
-  items,
-});
-const line = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
-
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import {
+  fakeClusterConfig,
+  watchLine as line,
+  listOf as list,
+  runObject as obj,
+  RUNS_PATH as PATH,
+  FAKE_SERVER as SERVER,
+  until,
+} from './testing.js';
 
 describe('Informer error recovery', () => {
   before(() => nock.disableNetConnect());

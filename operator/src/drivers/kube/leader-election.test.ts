@@ -9,9 +9,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import nock from 'nock';
 import { KubeClient } from './kube-client.js';
-import { LeaderElector } from './leader-election.js';
-import { createLogger } from './logger.js';
-import { fakeClusterConfig, FAKE_SERVER as SERVER } from './testing.js';
+import { fakeClusterConfig, FAKE_SERVER as SERVER, testElector } from './testing.js';
 
 const LEASES = '/apis/coordination.k8s.io/v1/namespaces/ops/leases';
 
@@ -49,20 +47,10 @@ describe('LeaderElector error paths', () => {
       })
       .reply(200, lease('me', '8'));
     let started = 0;
-    const elector = new LeaderElector(
-      new KubeClient(fakeClusterConfig()),
-      {
-        namespace: 'ops',
-        name: 'smolstage',
-        identity: 'me',
-        leaseDurationMs: 1000,
-        renewDeadlineMs: 500,
-        retryPeriodMs: 10,
-        onStartedLeading: () => void started++,
-        onStoppedLeading: () => {},
-      },
-      createLogger('error', true),
-    );
+    const elector = testElector(new KubeClient(fakeClusterConfig()), {
+      retryPeriodMs: 10,
+      onStartedLeading: () => void started++,
+    });
     for (let i = 0; i < 5; i++)
       assert.equal(await elector.tryAcquireOrRenew(), false, `attempt ${i} lost the race`);
     assert.equal(await elector.tryAcquireOrRenew(), true);
@@ -81,20 +69,7 @@ describe('LeaderElector error paths', () => {
       .reply(200, () =>
         lease('other', String(rv++), new Date(Date.now()).toISOString().replace('Z', '000Z')),
       );
-    const elector = new LeaderElector(
-      new KubeClient(fakeClusterConfig()),
-      {
-        namespace: 'ops',
-        name: 'smolstage',
-        identity: 'me',
-        leaseDurationMs: 1000,
-        renewDeadlineMs: 500,
-        retryPeriodMs: 100,
-        onStartedLeading: () => {},
-        onStoppedLeading: () => {},
-      },
-      createLogger('error', true),
-    );
+    const elector = testElector(new KubeClient(fakeClusterConfig()));
     for (let i = 0; i < 15; i++) {
       assert.equal(await elector.tryAcquireOrRenew(), false);
       await sleep(100);
@@ -110,20 +85,12 @@ describe('LeaderElector error paths', () => {
       .times(100)
       .reply(500, { kind: 'Status', code: 500, message: 'etcdserver: request timed out' });
     const transitions: string[] = [];
-    const elector = new LeaderElector(
-      new KubeClient(fakeClusterConfig()),
-      {
-        namespace: 'ops',
-        name: 'smolstage',
-        identity: 'me',
-        leaseDurationMs: 1000,
-        renewDeadlineMs: 300,
-        retryPeriodMs: 50,
-        onStartedLeading: () => void transitions.push(`start@${Date.now()}`),
-        onStoppedLeading: () => void transitions.push(`stop@${Date.now()}`),
-      },
-      createLogger('error', true),
-    );
+    const elector = testElector(new KubeClient(fakeClusterConfig()), {
+      renewDeadlineMs: 300,
+      retryPeriodMs: 50,
+      onStartedLeading: () => void transitions.push(`start@${Date.now()}`),
+      onStoppedLeading: () => void transitions.push(`stop@${Date.now()}`),
+    });
     elector.start();
     const deadline = Date.now() + 3000;
     while (transitions.length < 2 && Date.now() < deadline) await sleep(20);

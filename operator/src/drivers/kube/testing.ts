@@ -1,7 +1,11 @@
-/** Test helpers shared by the nock-based tests of this folder. */
+/** Test helpers shared by the nock-based and scripted-server tests of this folder. */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubeClient } from './kube-client.js';
+import { type LeaderElectionOptions, LeaderElector } from './leader-election.js';
+import { createLogger } from './logger.js';
 
 export const FAKE_SERVER = 'https://kube.test:6443';
 
@@ -55,4 +59,53 @@ export async function scriptedServer(
         server.close(() => resolve());
       }),
   };
+}
+
+/** The TrainingRuns collection of namespace `ns`, which the informer tests list and watch. */
+export const RUNS_PATH = '/apis/smolstage.dev/v1alpha1/namespaces/ns/trainingruns';
+
+export const runObject = (name: string, rv: string): KubernetesObject => ({
+  metadata: { name, namespace: 'ns', resourceVersion: rv },
+});
+
+export const listOf = (rv: string, ...items: KubernetesObject[]) => ({
+  kind: 'List',
+  metadata: { resourceVersion: rv },
+  items,
+});
+
+/** One watch event as the API server streams it: a JSON object per line. */
+export const watchLine = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
+
+export async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/**
+ * A LeaderElector for the Lease ops/smolstage as `me`, logging nothing, with a 1 s lease, a
+ * 500 ms renew deadline and a 100 ms retry period unless `overrides` says otherwise.
+ */
+export function testElector(
+  client: KubeClient,
+  overrides: Partial<LeaderElectionOptions> = {},
+): LeaderElector {
+  return new LeaderElector(
+    client,
+    {
+      namespace: 'ops',
+      name: 'smolstage',
+      identity: 'me',
+      leaseDurationMs: 1000,
+      renewDeadlineMs: 500,
+      retryPeriodMs: 100,
+      onStartedLeading: () => {},
+      onStoppedLeading: () => {},
+      ...overrides,
+    },
+    createLogger('error', true),
+  );
 }

@@ -5,32 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { Informer } from './informer.js';
 import { KubeClient } from './kube-client.js';
-import { LeaderElector } from './leader-election.js';
 import { createLogger } from './logger.js';
-import { scriptedServer } from './testing.js';
-
-const PATH = '/apis/smolstage.dev/v1alpha1/namespaces/ns/trainingruns';
-const obj = (name: string, rv: string): KubernetesObject => ({
-  metadata: { name, namespace: 'ns', resourceVersion: rv },
-});
-const list = (rv: string, ...items: KubernetesObject[]) => ({
-  kind: 'List',
-  metadata: { resourceVersion: rv },
-  items,
-});
-const line = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;
-
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import {
+  watchLine as line,
+  listOf as list,
+  runObject as obj,
+  RUNS_PATH as PATH,
+  scriptedServer,
+  testElector,
+  until,
+} from './testing.js';
 
 describe('Informer timeouts', { timeout: 15_000 }, () => {
   it('abandons a watch that stays silent and resumes from its resourceVersion without re-listing', async () => {
@@ -96,20 +83,7 @@ describe('Informer timeouts', { timeout: 15_000 }, () => {
 describe('LeaderElector with a hung API server', { timeout: 15_000 }, () => {
   it('times out a lease read that never answers instead of hanging the election loop', async () => {
     const server = await scriptedServer(() => 'hang');
-    const elector = new LeaderElector(
-      new KubeClient(server.kubeConfig, { requestTimeoutMs: 300 }),
-      {
-        namespace: 'ops',
-        name: 'smolstage',
-        identity: 'me',
-        leaseDurationMs: 1000,
-        renewDeadlineMs: 500,
-        retryPeriodMs: 100,
-        onStartedLeading: () => {},
-        onStoppedLeading: () => {},
-      },
-      createLogger('error', true),
-    );
+    const elector = testElector(new KubeClient(server.kubeConfig, { requestTimeoutMs: 300 }));
     try {
       assert.equal(await elector.tryAcquireOrRenew(), false);
       assert.deepEqual(server.requests, ['GET /apis/coordination.k8s.io/v1/namespaces/ops/leases/smolstage']);
