@@ -7,7 +7,7 @@ import { openDataset, verifyDataset } from './dataset.js';
 import { DataInputError } from './errors.js';
 import { MANIFEST_NAME, type Manifest, parseManifest } from './manifest.js';
 import { type PrepareOptions, prepare } from './prepare.js';
-import { scratchDir, smallTokenizer, TESTDATA } from './testdata/support.js';
+import { PARQUET_TEXTS, scratchDir, smallTokenizer, TESTDATA } from './testdata/support.js';
 import { isValidationDocument } from './tokenize-unit.js';
 import { type TextTokenizer, tokenizerFromJson } from './tokenizer.js';
 
@@ -17,15 +17,6 @@ const DOCS = [
   'def add(a, b):\n    return a + b\n',
   'Question: 12 + 30 =\nAnswer: 42',
   ...Array.from({ length: 60 }, (_, i) => `Document number ${i}: ${'the old bridge '.repeat(i % 7)}end.`),
-];
-
-/** The texts of the parquet fixtures (testdata/make_parquet_fixtures.py), empty one dropped. */
-const PARQUET_TEXTS = [
-  'The quick brown fox jumps over the lazy dog.',
-  'Ünïcödé survives: naïve café, 東京, emoji 🙂.',
-  'def add(a, b):\n    return a + b\n',
-  '12 + 30 = 42',
-  'A longer paragraph. '.repeat(20),
 ];
 
 const jsonl = (texts: string[], field = 'text') =>

@@ -15,7 +15,7 @@ import { formatTask, loadTask } from '../../src/data/eval-task.js';
 import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../../src/data/locations.js';
 import { MANIFEST_NAME } from '../../src/data/manifest.js';
 import { prepare } from '../../src/data/prepare.js';
-import { smallTokenizer, TESTDATA } from '../../src/data/testdata/support.js';
+import { PARQUET_TEXTS, smallTokenizer, TESTDATA } from '../../src/data/testdata/support.js';
 import { tokenizerFromJson } from '../../src/data/tokenizer.js';
 import { createStore } from '../../src/storage/factory.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
@@ -25,13 +25,6 @@ const TEXTS = Array.from(
   { length: 120 },
   (_, i) => `Document ${i}: ${'a quiet river near the old bridge. '.repeat(1 + (i % 5))}`,
 );
-const PARQUET_TEXTS = [
-  'The quick brown fox jumps over the lazy dog.',
-  'Ünïcödé survives: naïve café, 東京, emoji 🙂.',
-  'def add(a, b):\n    return a + b\n',
-  '12 + 30 = 42',
-  'A longer paragraph. '.repeat(20),
-];
 
 describe('data pipeline on S3', () => {
   let bucket: string;

@@ -10,6 +10,15 @@ import { type TextTokenizer, tokenizerFromJson, trainByteLevelBpe } from '../tok
 
 export const TESTDATA = dirname(fileURLToPath(import.meta.url));
 
+/** The texts of the parquet fixtures (make_parquet_fixtures.py), the empty one dropped. */
+export const PARQUET_TEXTS = [
+  'The quick brown fox jumps over the lazy dog.',
+  'Ünïcödé survives: naïve café, 東京, emoji 🙂.',
+  'def add(a, b):\n    return a + b\n',
+  '12 + 30 = 42',
+  'A longer paragraph. '.repeat(20),
+];
+
 export async function scratchDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'smolstage-data-test-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
