@@ -14,7 +14,8 @@ import resource
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from hf_reference import build_config
+from transformers import LlamaForCausalLM
 
 
 def main():
@@ -34,19 +35,7 @@ def main():
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     m = json.load(open(args.config))
-    cfg = LlamaConfig(
-        hidden_size=m["hiddenSize"],
-        num_hidden_layers=m["numLayers"],
-        num_attention_heads=m["numHeads"],
-        num_key_value_heads=m["numKvHeads"],
-        intermediate_size=m["intermediateSize"],
-        vocab_size=m["vocabSize"],
-        rope_theta=m["ropeTheta"],
-        rms_norm_eps=m["rmsNormEps"],
-        tie_word_embeddings=m["tieEmbeddings"],
-        max_position_embeddings=m["maxPositionEmbeddings"],
-        initializer_range=m["initializerRange"],
-    )
+    cfg = build_config(m)
     device = torch.device(args.device)
     torch.set_float32_matmul_precision("high" if args.dtype == "tf32" else "highest")
     autocast = args.dtype == "bf16-autocast"

@@ -18,6 +18,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 
 def build_config(m):
+    """The Hugging Face LlamaConfig of our ModelConfig (camelCase JSON); also used by bench_torch.py."""
     return LlamaConfig(
         hidden_size=m["hiddenSize"],
         num_hidden_layers=m["numLayers"],
