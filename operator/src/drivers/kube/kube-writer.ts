@@ -93,32 +93,29 @@ export class KubeWriter {
    * Returns the new resourceVersion.
    */
   async patchRunStatus(run: TrainingRun, statusPatch: unknown): Promise<string | undefined> {
-    const updated = (await this.client.custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        namespace: ns(run),
-        plural: TrainingRunKind.plural,
-        name: run.metadata.name,
-        body: { metadata: { resourceVersion: run.metadata.resourceVersion }, status: statusPatch },
-      },
-      MERGE_PATCH,
-    )) as TrainingRun;
-    return updated.metadata.resourceVersion;
+    return this.patchStatus(TrainingRunKind.plural, run, statusPatch);
   }
 
   async patchStageStatus(stage: Stage, statusPatch: unknown): Promise<string | undefined> {
+    return this.patchStatus(StageKind.plural, stage, statusPatch);
+  }
+
+  private async patchStatus(
+    plural: string,
+    object: TrainingRun | Stage,
+    statusPatch: unknown,
+  ): Promise<string | undefined> {
     const updated = (await this.client.custom.patchNamespacedCustomObjectStatus(
       {
         group: GROUP,
         version: VERSION,
-        namespace: ns(stage),
-        plural: StageKind.plural,
-        name: stage.metadata.name,
-        body: { metadata: { resourceVersion: stage.metadata.resourceVersion }, status: statusPatch },
+        namespace: ns(object),
+        plural,
+        name: object.metadata.name,
+        body: { metadata: { resourceVersion: object.metadata.resourceVersion }, status: statusPatch },
       },
       MERGE_PATCH,
-    )) as Stage;
+    )) as TrainingRun | Stage;
     return updated.metadata.resourceVersion;
   }
 
