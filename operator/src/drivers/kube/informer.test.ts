@@ -5,11 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { KubernetesObject } from '@kubernetes/client-node';
 import nock from 'nock';
-import { Informer } from './informer.js';
 import { KubeClient } from './kube-client.js';
-import { createLogger } from './logger.js';
 import {
   fakeClusterConfig,
   watchLine as line,
@@ -17,6 +14,7 @@ import {
   runObject as obj,
   RUNS_PATH as PATH,
   FAKE_SERVER as SERVER,
+  testInformer,
   until,
 } from './testing.js';
 
@@ -39,11 +37,7 @@ describe('Informer error recovery', () => {
       .get(PATH)
       .query((q) => q.watch !== 'true')
       .reply(200, list('20', obj('a', '1'), obj('c', '3')));
-    const informer = new Informer<KubernetesObject>(
-      new KubeClient(fakeClusterConfig()),
-      { path: PATH, initialBackoffMs: 10 },
-      createLogger('error', true),
-    );
+    const informer = testInformer(new KubeClient(fakeClusterConfig()));
     const events: string[] = [];
     informer.on((event, o) => events.push(`${event}:${o.metadata?.name}`));
     await informer.start();
@@ -76,11 +70,7 @@ describe('Informer error recovery', () => {
       .get(PATH)
       .query((q) => q.watch !== 'true')
       .reply(200, list('30', obj('a', '1'), obj('b', '11'), obj('d', '29')));
-    const informer = new Informer<KubernetesObject>(
-      new KubeClient(fakeClusterConfig()),
-      { path: PATH, initialBackoffMs: 10 },
-      createLogger('error', true),
-    );
+    const informer = testInformer(new KubeClient(fakeClusterConfig()));
     const events: string[] = [];
     informer.on((event, o) => events.push(`${event}:${o.metadata?.name}`));
     await informer.start();
@@ -100,11 +90,7 @@ describe('Informer error recovery', () => {
     const client = new KubeClient(fakeClusterConfig());
     const statuses: (number | 'error')[] = [];
     client.onRequest((request) => statuses.push(request.status));
-    const informer = new Informer<KubernetesObject>(
-      client,
-      { path: PATH, initialBackoffMs: 5 },
-      createLogger('error', true),
-    );
+    const informer = testInformer(client, { initialBackoffMs: 5 });
     await informer.start();
     assert.equal(informer.relists, 1);
     assert.equal(informer.get('ns', 'a')?.metadata?.resourceVersion, '1');
@@ -129,11 +115,7 @@ describe('Informer error recovery', () => {
       .get(PATH)
       .query((q) => q.watch === 'true' && q.resourceVersion === '15')
       .reply(200, line('DELETED', obj('a', '16')));
-    const informer = new Informer<KubernetesObject>(
-      new KubeClient(fakeClusterConfig()),
-      { path: PATH, initialBackoffMs: 10 },
-      createLogger('error', true),
-    );
+    const informer = testInformer(new KubeClient(fakeClusterConfig()));
     const events: string[] = [];
     informer.on((event, o) => events.push(`${event}:${o.metadata?.name}@${o.metadata?.resourceVersion}`));
     await informer.start();

@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { Informer, type InformerOptions } from './informer.js';
 import type { KubeClient } from './kube-client.js';
 import { type LeaderElectionOptions, LeaderElector } from './leader-election.js';
 import { createLogger } from './logger.js';
@@ -73,6 +74,18 @@ export const listOf = (rv: string, ...items: KubernetesObject[]) => ({
   metadata: { resourceVersion: rv },
   items,
 });
+
+/** An Informer of RUNS_PATH logging nothing, with a 10 ms initial backoff unless `options` says otherwise. */
+export function testInformer(
+  client: KubeClient,
+  options: Partial<InformerOptions> = {},
+): Informer<KubernetesObject> {
+  return new Informer<KubernetesObject>(
+    client,
+    { path: RUNS_PATH, initialBackoffMs: 10, ...options },
+    createLogger('error', true),
+  );
+}
 
 /** One watch event as the API server streams it: a JSON object per line. */
 export const watchLine = (type: string, object: unknown) => `${JSON.stringify({ type, object })}\n`;

@@ -5,17 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { KubernetesObject } from '@kubernetes/client-node';
-import { Informer } from './informer.js';
 import { KubeClient } from './kube-client.js';
-import { createLogger } from './logger.js';
 import {
   watchLine as line,
   listOf as list,
   runObject as obj,
-  RUNS_PATH as PATH,
   scriptedServer,
   testElector,
+  testInformer,
   until,
 } from './testing.js';
 
@@ -30,11 +27,7 @@ describe('Informer timeouts', { timeout: 15_000 }, () => {
       if (watches === 2) return { status: 200, body: line('ADDED', obj('b', '11')), keepOpen: true };
       return 'hang';
     });
-    const informer = new Informer<KubernetesObject>(
-      new KubeClient(server.kubeConfig),
-      { path: PATH, initialBackoffMs: 10, watchStallMs: 300 },
-      createLogger('error', true),
-    );
+    const informer = testInformer(new KubeClient(server.kubeConfig), { watchStallMs: 300 });
     try {
       await informer.start();
       await until(() => informer.get('ns', 'b') !== undefined, 'the event of the second watch');
@@ -64,11 +57,7 @@ describe('Informer timeouts', { timeout: 15_000 }, () => {
       lists += 1;
       return lists === 1 ? 'hang' : { status: 200, body: JSON.stringify(list('12', obj('a', '1'))) };
     });
-    const informer = new Informer<KubernetesObject>(
-      new KubeClient(server.kubeConfig),
-      { path: PATH, initialBackoffMs: 10, listTimeoutMs: 300 },
-      createLogger('error', true),
-    );
+    const informer = testInformer(new KubeClient(server.kubeConfig), { listTimeoutMs: 300 });
     try {
       await informer.start();
       assert.equal(lists, 2);
