@@ -8,8 +8,6 @@ import { renderTrainerSpec } from './render-trainer-spec.js';
 const run = loadExample('smollm2-run.yaml');
 const spec = withDefaults(run.spec);
 const launch = { namespace: 'ml', runName: run.metadata.name, spec, stages: spec.stages, attempt: 1 };
-const STEPS_6T = Math.ceil(6e12 / 2097152);
-const STEPS_2T = Math.ceil(2e12 / 2097152);
 
 describe('renderTrainerSpec on the SmolLM2 recipe', () => {
   it('stage 1: preset expanded, defaults applied, decay planned at the start of stage 4', () => {
@@ -29,8 +27,8 @@ describe('renderTrainerSpec on the SmolLM2 recipe', () => {
     assert.deepEqual(s.schedule, {
       peakLr: 5e-4,
       warmupSteps: 2000,
-      decayStartStep: STEPS_6T + 2 * STEPS_2T,
-      decaySteps: Math.ceil(1e12 / 2097152),
+      decayStartStep: null,
+      decaySteps: 0,
       shape: 'linear',
       minLr: 0,
     });
@@ -57,7 +55,21 @@ describe('renderTrainerSpec on the SmolLM2 recipe', () => {
       startedAt: { stage1: 0, stage2: 2861023, stage3: 3814698 },
     });
     assert.deepEqual(s.budget, { startTokens: 8e12, stopAtTokens: 8e12 + 2.4e12 });
-    assert.equal(s.schedule.decayStartStep, 3814698 + STEPS_2T);
+    assert.equal(s.schedule.decayStartStep, null, 'stage 3 may run to 2.4T: its LR stays constant');
+  });
+
+  it("stage 4: the decay begins at the stage's actual first step and spans its budget", () => {
+    const s = renderTrainerSpec({
+      ...launch,
+      stageIndex: 3,
+      startTokens: 10.1e12,
+      startStep: 4816057,
+      resumeFrom: 'checkpoints/stage3/step-004816057',
+      mixture: { dclm: 1 },
+      startedAt: { stage1: 0, stage2: 2861023, stage3: 3814698 },
+    });
+    assert.equal(s.schedule.decayStartStep, 4816057);
+    assert.equal(s.schedule.decaySteps, Math.ceil(1e12 / 2097152));
   });
 
   it('long context: its own sequence length, micro-batch and RoPE θ, the decay as recorded', () => {

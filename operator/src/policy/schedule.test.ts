@@ -19,10 +19,11 @@ const run = aRun()
 const spec = withDefaults(run.spec);
 
 describe('scheduleFor', () => {
-  const table: [string, number, number, Record<string, number>, number][] = [
-    ['planned from the first stage', 0, 0, {}, 20 + 10],
-    ['planned from the actual start of s2 (s1 promoted early at step 15)', 1, 15, { s1: 0 }, 15 + 10],
-    ['the decay stage uses its own first step', 2, 26, { s1: 0, s2: 15, decay: 26 }, 26],
+  const table: [string, number, number, Record<string, number>, number | null][] = [
+    ['the first stage keeps a constant LR', 0, 0, {}, null],
+    ['a stage before the decay stage keeps a constant LR, however long it runs', 1, 15, { s1: 0 }, null],
+    ['the decay stage being launched decays from its own first step', 2, 26, { s1: 0, s2: 15 }, 26],
+    ['the decay stage uses its recorded first step', 2, 26, { s1: 0, s2: 15, decay: 26 }, 26],
     ['a later stage keeps the recorded decay start', 3, 30, { s1: 0, s2: 15, decay: 26 }, 26],
   ];
   for (const [name, index, start, startedAt, expectedStart] of table) {
@@ -35,6 +36,10 @@ describe('scheduleFor', () => {
         startedAt,
       });
       assert.equal(s.decayStartStep, expectedStart);
+      if (expectedStart === null) {
+        assert.equal(learningRateAt(s, 1_000_000), spec.optimizer.lr, 'no decay before the decay stage');
+        return;
+      }
       assert.equal(s.decaySteps, 4 + 2, 'decay spans decay and tail');
       assert.equal(s.warmupSteps, 5);
       assert.equal(s.minLr, 1e-4);

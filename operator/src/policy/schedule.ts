@@ -3,6 +3,10 @@
  * stages: linear warmup, constant, then decay from the first step of `decay.startsAtStage`
  * over the planned steps of the stages from startsAtStage through endsAtStage. Steps and
  * tokens convert exactly because globalBatchTokens is constant for the run.
+ *
+ * Stages before the decay stage never decay: where their promotion depends on metrics they may
+ * end earlier or later than planned, so a decay start planned from their budgets could fall
+ * inside them and the LR would jump back up when the decay stage really begins.
  */
 import type { DefaultedSpec } from '../api/defaults.js';
 import { tokensOf } from '../api/quantity.js';
@@ -38,12 +42,16 @@ export function scheduleFor(p: SchedulePosition): ScheduleSpec {
     throw new Error('decay stages not found (validation should have rejected the run)');
 
   const decayStage = stages[first] as StageTemplate;
+  const constant = { ...base, decayStartStep: null, decaySteps: 0, shape: decay.shape, minLr: decay.minLr };
+  if (p.stageIndex < first) return constant;
   let decayStartStep = p.startedAt[decayStage.name];
   if (decayStartStep === undefined) {
-    // Not started yet: plan from the stage being rendered (or from step 0 when it lies after).
-    const from = p.stageIndex <= first ? p.stageIndex : 0;
-    const fromStep = p.stageIndex <= first ? p.stageStartStep : 0;
-    decayStartStep = fromStep + stages.slice(from, first).reduce((sum, s) => sum + steps(s), 0);
+    // The decay stage being launched begins its decay at its own first step; a stage after it
+    // with no record of its start (it never ran) plans from step 0.
+    decayStartStep =
+      p.stageIndex === first
+        ? p.stageStartStep
+        : stages.slice(0, first).reduce((sum, s) => sum + steps(s), 0);
   }
   const decaySteps = stages.slice(first, last + 1).reduce((sum, s) => sum + steps(s), 0);
   return { ...base, decayStartStep, decaySteps, shape: decay.shape, minLr: decay.minLr };
