@@ -3,7 +3,8 @@
 #   lint         biome (format + lint) over the repo, then tsc type checks of every TypeScript
 #                project (tsx runs tests without type checking, so this is where types are checked)
 #   unit         node:test over operator/src/**/*.test.ts and test/unit/**/*.test.ts, then the
-#                trainer-native C++ build and ctest (once trainer-native/CMakeLists.txt exists)
+#                trainer-native C++ build and ctest (once trainer-native/CMakeLists.txt exists), then
+#                a compile-and-link check of the CUDA backend with nvcc from the venv (no GPU to run it)
 #   integration  build/start the real servers, run test/smoke/*.test.ts and
 #                operator/test/integration/*.test.ts against them, stop the servers
 #   parity       trainer-native/scripts/parity.sh with SMOLSTAGE_PYTHON (HF transformers reference)
@@ -48,6 +49,18 @@ tier_unit() {
       return 1
     fi
     ctest --test-dir trainer-native/build --output-on-failure --no-tests=error -j 2 || status=1
+    # No GPU here, so the CUDA backend and its tests are compiled and linked (nvcc from PyPI) but
+    # not run; a lent GPU runs them through trainer-native/scripts/device-check.sh.
+    log "unit: compile-checking the CUDA backend into trainer-native/build-cuda (built, not run: no GPU)"
+    local nvcc
+    nvcc=$(bash test/infra/python.sh --nvcc) || return 1
+    if ! { SMOLSTAGE_NVCC=$nvcc cmake -S trainer-native -B trainer-native/build-cuda -DSMOLSTAGE_CUDA=ON \
+      -DCMAKE_BUILD_TYPE=Release >trainer-native/build-cuda.log 2>&1 &&
+      cmake --build trainer-native/build-cuda -j 2 --target smolstage_cuda_tests >>trainer-native/build-cuda.log 2>&1; }; then
+      tail -30 trainer-native/build-cuda.log >&2
+      echo "smolstage test: the CUDA backend does not compile (log: trainer-native/build-cuda.log)" >&2
+      status=1
+    fi
   else
     log "unit: trainer-native/CMakeLists.txt does not exist yet, so there are no C++ tests to run"
   fi
