@@ -10,6 +10,7 @@ import {
   API_VERSION,
   CATEGORY,
   DECAY_SHAPES,
+  EXPORT_PHASES,
   GROUP,
   IMAGE_PULL_POLICIES,
   MODEL_PRESETS,
@@ -813,7 +814,10 @@ const stageStatus = obj('Observed state of the stage, written by the operator.',
 });
 
 const runStatus = obj('Observed state of the run, written by the operator.', {
-  phase: str('Pending, Running, Promoting, Suspended, Succeeded or Failed.', { enum: [...RUN_PHASES] }),
+  phase: str(
+    'Pending, Running, Promoting, Suspended, Exporting (every stage completed, the export Job runs), Succeeded (the model is exported) or Failed.',
+    { enum: [...RUN_PHASES] },
+  ),
   observedGeneration: int('The spec generation last acted upon.'),
   currentStage: str('The stage being trained (or the last one when the run is done).'),
   currentStageIndex: int('Index of currentStage.'),
@@ -838,13 +842,15 @@ const runStatus = obj('Observed state of the run, written by the operator.', {
     ),
   ),
   export: obj(
-    'Hugging Face export after the last stage.',
+    'Hugging Face export of the final checkpoint (model.safetensors, config.json, tokenizer.json), made by the export Job after the last stage.',
     {
-      phase: str('NotImplemented, Pending, Succeeded or Failed.', {
-        enum: ['NotImplemented', 'Pending', 'Succeeded', 'Failed'],
-      }),
+      phase: str('Pending, Running, Succeeded or Failed.', { enum: [...EXPORT_PHASES] }),
       message: str('Details.'),
-      uri: str('Where the exported model is.'),
+      uri: str('Where the exported model is: s3://<bucket>/<run root>/export/.'),
+      checkpoint: str('Run-relative directory of the checkpoint being exported.'),
+      attempt: int('Export Job attempt number.'),
+      jobName: str('Name of the current export Job.'),
+      failedAttempts: int('Failed export attempts so far (retried up to spec.trainer.maxRetries).'),
     },
     { required: ['phase', 'message'] },
   ),

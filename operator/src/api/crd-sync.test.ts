@@ -134,7 +134,15 @@ const fullRun: DeepRequired<TrainingRun> = {
     loss: 3.2,
     lastCheckpoint: 's3://bucket/p/ns/r/checkpoints/s1/step-000000010/',
     promotions: [{ from: 's1', to: 's2', reason: 'TokenBudgetReached', atTokens: 10, message: 'm', time }],
-    export: { phase: 'NotImplemented', message: 'm', uri: 's3://x/' },
+    export: {
+      phase: 'Running',
+      message: 'm',
+      uri: 's3://x/',
+      checkpoint: 'checkpoints/s2/step-000000010/',
+      attempt: 1,
+      jobName: 'r-export-a1',
+      failedAttempts: 0,
+    },
     message: 'm',
     conditions: [
       {

@@ -79,6 +79,18 @@ export class RunBuilder {
     patch(this.run.spec);
     return this;
   }
+  /** GPU nodes: `gpusPerNode` GPUs each, with memory requests like a real trainer's. */
+  withGpus(gpusPerNode: number): this {
+    this.run.spec.trainer = {
+      ...this.run.spec.trainer,
+      gpusPerNode,
+      resources: {
+        requests: { memory: '64Gi', 'nvidia.com/gpu': String(gpusPerNode) },
+        limits: { memory: '64Gi' },
+      },
+    };
+    return this;
+  }
   suspended(suspend = true): this {
     this.run.spec.suspend = suspend;
     return this;

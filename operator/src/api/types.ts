@@ -28,6 +28,8 @@ export const Labels = {
   stage: 'smolstage.dev/stage',
   attempt: 'smolstage.dev/attempt',
   managedBy: 'app.kubernetes.io/managed-by',
+  /** 'true' on the run's Hugging Face export Job (which has no stage). */
+  export: 'smolstage.dev/export',
 } as const;
 export const MANAGED_BY = 'smolstage-operator';
 
@@ -312,6 +314,7 @@ export const Reason = {
   StageStopping: 'StageStopping',
   WaitingForCheckpoint: 'WaitingForCheckpoint',
   RetryBackoff: 'RetryBackoff',
+  ExportRunning: 'ExportRunning',
   RunSucceeded: 'RunSucceeded',
   // Promoted
   NotYetPromoted: 'NotYetPromoted',
@@ -328,12 +331,15 @@ export const Reason = {
   BadConfiguration: 'BadConfiguration',
   LossGuardFailed: 'LossGuardFailed',
   NoResumeCheckpoint: 'NoResumeCheckpoint',
+  ExportFailed: 'ExportFailed',
   // Events only
   StageStarted: 'StageStarted',
   MixtureAdjusted: 'MixtureAdjusted',
   StopRequested: 'StopRequested',
   RetryScheduled: 'RetryScheduled',
   JobResumed: 'JobResumed',
+  ExportStarted: 'ExportStarted',
+  ModelExported: 'ModelExported',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
@@ -351,7 +357,16 @@ export interface Condition {
   observedGeneration?: number;
 }
 
-export const RUN_PHASES = ['Pending', 'Running', 'Promoting', 'Suspended', 'Succeeded', 'Failed'] as const;
+/** Exporting: every stage completed, the Hugging Face export Job runs; Succeeded comes after it. */
+export const RUN_PHASES = [
+  'Pending',
+  'Running',
+  'Promoting',
+  'Suspended',
+  'Exporting',
+  'Succeeded',
+  'Failed',
+] as const;
 export type RunPhase = (typeof RUN_PHASES)[number];
 
 export const STAGE_PHASES = ['Pending', 'Running', 'Stopping', 'Completed', 'Failed'] as const;
@@ -446,6 +461,22 @@ export interface PromotionRecord {
   time: string;
 }
 
+export const EXPORT_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed'] as const;
+export type ExportPhase = (typeof EXPORT_PHASES)[number];
+
+/** The Hugging Face export of the final checkpoint, written by the export Job. */
+export interface ExportStatus {
+  phase: ExportPhase;
+  message: string;
+  /** `s3://<bucket>/<run root>/export/`. */
+  uri?: string;
+  /** Run-relative checkpoint directory being exported. */
+  checkpoint?: string;
+  attempt?: number;
+  jobName?: string;
+  failedAttempts?: number;
+}
+
 export interface TrainingRunStatus {
   phase?: RunPhase;
   observedGeneration?: number;
@@ -461,7 +492,7 @@ export interface TrainingRunStatus {
   lastCheckpoint?: string;
   promotions?: PromotionRecord[];
   /** Hugging Face export after the last stage. */
-  export?: { phase: 'NotImplemented' | 'Pending' | 'Succeeded' | 'Failed'; message: string; uri?: string };
+  export?: ExportStatus;
   message?: string;
   conditions?: Condition[];
 }
@@ -497,6 +528,15 @@ export function stageObjectName(runName: string, stageName: string): string {
 export function jobName(runName: string, stageName: string, attempt: number): string {
   return `${runName}-${stageName}-a${attempt}`;
 }
+
+/**
+ * Deterministic name of the run's export Job (and its ConfigMap). No trainer Job can take it:
+ * the stage name 'export' is reserved (api/validate.ts).
+ */
+export function exportJobName(runName: string, attempt: number): string {
+  return `${runName}-export-a${attempt}`;
+}
+export const RESERVED_STAGE_NAMES = ['export'] as const;
 
 /** Name limits that keep `<run>-<stage>-a<NN>-<index>` (the pod hostname) within 63 characters. */
 export const NameLimits = { run: 30, stage: 20, dataset: 40, maxAttempts: 99, maxNodes: 999 } as const;

@@ -10,7 +10,7 @@ import { resolveModel } from './presets.js';
 import { parseQuantity } from './quantity.js';
 import { inheritedSetting } from './stage-settings.js';
 import type { MetricComparison, Quantity, StageTemplate, TrainingRun, TrainingRunSpec } from './types.js';
-import { NameLimits } from './types.js';
+import { NameLimits, RESERVED_STAGE_NAMES } from './types.js';
 
 const RUN_NAME = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -43,6 +43,11 @@ export function validateSpec(rawSpec: TrainingRunSpec): string[] {
   const duplicates = stageNames.filter((n, i) => stageNames.indexOf(n) !== i);
   if (duplicates.length > 0)
     problems.push(`spec.stages: stage names must be unique; repeated: ${duplicates.join(', ')}`);
+  const reserved = stageNames.filter((n) => (RESERVED_STAGE_NAMES as readonly string[]).includes(n));
+  if (reserved.length > 0)
+    problems.push(
+      `spec.stages: the stage name '${reserved[0]}' is reserved for the export Job; rename the stage`,
+    );
 
   const ranks = spec.trainer.nodes * Math.max(1, spec.trainer.gpusPerNode);
   const tokensByStage = new Map<string, number>();

@@ -17,6 +17,10 @@ export const commands: Record<string, Command> = {
     summary: 'train one stage attempt from a trainer spec (the trainer pod)',
     load: () => import('./worker.js'),
   },
+  export: {
+    summary: "export the run's final checkpoint as a Hugging Face model (the export Job)",
+    load: () => import('./export.js'),
+  },
   operator: {
     summary: 'run the TrainingRun controller against a cluster',
     load: () => import('./operator.js'),

@@ -11,7 +11,6 @@ import { parseArgs } from 'node:util';
 import { DataInputError } from '../data/errors.js';
 import { Display } from '../drivers/local/display.js';
 import { LocalDriver } from '../drivers/local/driver.js';
-import { exportHuggingFace } from '../drivers/local/export.js';
 import {
   checkInputsExist,
   ensureQuickstartData,
@@ -140,12 +139,7 @@ async function runLocally(
       console.log(`worker logs: ${join(workDir, 'jobs', '*', 'worker.log')}`);
       return 1;
     }
-    const final = driver.finalCheckpoint();
-    if (final === null) throw new Error('a succeeded run without a final checkpoint');
-    const exportDir = join(workDir, 'export');
-    display.say(`exporting the final model (Hugging Face format) from ${final.checkpointDir}`);
-    await exportHuggingFace({ ...final, tokenizerPath: inputs.tokenizer, outDir: exportDir });
-    await driver.recordExport(exportDir, final.checkpointDir);
+    const exportDir = state.run.status?.export?.uri;
     console.log(
       `run ${runSpec.metadata.name} succeeded in ${minutes} min: ${state.run.status?.tokens} tokens`,
     );

@@ -25,6 +25,8 @@ export interface ObservedJob {
   /** True when the operator suspended it because the run was suspended. */
   suspendedByRun: boolean;
   finishedAt?: string;
+  /** True for the run's Hugging Face export Job (its `stage` is empty). */
+  export?: boolean;
 }
 
 /** A committed checkpoint as listed in the object store. */
@@ -43,6 +45,11 @@ export interface Observed {
   metrics: Record<string, MetricsSummary>;
   /** Committed checkpoints per stage name, oldest first. */
   checkpoints: Record<string, ObservedCheckpoint[]>;
+  /**
+   * Checkpoint directory named by a complete export (`export/EXPORTED`), when there is one.
+   * Drivers read it once every stage has completed.
+   */
+  exportedCheckpoint?: string;
   /** Current time, ISO 8601. */
   now: string;
 }
@@ -58,6 +65,14 @@ export type Action =
       /** Create in this order: ConfigMap, Service (multi-node only), Job. */
       configMap: V1ConfigMap;
       service?: V1Service;
+      job: V1Job;
+    }
+  | {
+      /** The Hugging Face export Job: create the ConfigMap, then the Job. */
+      type: 'createExportJob';
+      attempt: number;
+      spec: TrainerSpec;
+      configMap: V1ConfigMap;
       job: V1Job;
     }
   | { type: 'deleteJob'; name: string; reason: string }

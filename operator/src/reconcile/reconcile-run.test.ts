@@ -59,11 +59,53 @@ class ObservedBuilder {
     );
     return this;
   }
+  /** The run's export Job `<run>-export-a<attempt>`. */
+  exportJob(attempt: number, phase: ObservedJob['phase'], extra: Partial<ObservedJob> = {}): this {
+    this.o.jobs.push({
+      name: `${this.o.run.metadata.name}-export-a${attempt}`,
+      stage: '',
+      attempt,
+      phase,
+      suspendedByRun: false,
+      export: true,
+      ...extra,
+    });
+    return this;
+  }
+  /** `export/EXPORTED` names this checkpoint directory. */
+  exported(checkpoint: string): this {
+    this.o.exportedCheckpoint = checkpoint;
+    return this;
+  }
+  exportStatus(status: NonNullable<TrainingRun['status']>['export']): this {
+    this.o.run.status = { ...this.o.run.status, export: status };
+    return this;
+  }
   build(): Observed {
     return this.o;
   }
 }
 const observe = (run: TrainingRun) => new ObservedBuilder(run);
+
+const S3_END = 'checkpoints/s3/step-000000024';
+const done = (stage: string, step: number): StageStatus => ({
+  phase: 'Completed',
+  attempt: 1,
+  startTokens: 0,
+  endCheckpoint: {
+    step,
+    tokens: step * 1024,
+    path: `checkpoints/${stage}/step-${String(step).padStart(9, '0')}`,
+  },
+});
+const pendingExport = (attempt: number) => ({
+  phase: 'Pending' as const,
+  message: 'm',
+  uri: 's3://runs/smolstage/ns/run/export/',
+  checkpoint: `${S3_END}/`,
+  attempt,
+  jobName: `run-export-a${attempt}`,
+});
 
 const types = (actions: Action[]) =>
   actions.map((a) => (a.type === 'emitEvent' ? `event:${a.reason}` : a.type));
@@ -72,6 +114,8 @@ const stageStatus = (actions: Action[], name: string) =>
     (a): a is Extract<Action, { type: 'updateStageStatus' }> =>
       a.type === 'updateStageStatus' && a.name === name,
   )?.status;
+const createdExport = (actions: Action[]) =>
+  actions.find((a): a is Extract<Action, { type: 'createExportJob' }> => a.type === 'createExportJob');
 const createdJob = (actions: Action[]) =>
   actions.find((a): a is Extract<Action, { type: 'createJob' }> => a.type === 'createJob');
 const condition = (d: ReturnType<typeof reconcileRun>, type: string) =>
@@ -104,6 +148,14 @@ const running = (attempt = 1, extra: StageStatus = {}): StageStatus => ({
   effectiveMixture: { code: 0.3, web: 0.7 },
   ...extra,
 });
+
+/** Every stage of threeStages completed; s3 ended at step 24. */
+const allCompleted = () =>
+  observe(threeStages())
+    .stage(0, done('s1', 10))
+    .stage(1, done('s2', 20))
+    .stage(2, { ...done('s3', 24), startTokens: 20480 })
+    .checkpoints('s3', 24);
 
 describe('reconcileRun', () => {
   it('materializes one Stage per template, owned by the run, and launches nothing yet', () => {
@@ -287,12 +339,7 @@ describe('reconcileRun', () => {
     assert.match(s2?.decision?.message ?? '', /promoting anyway/);
   });
 
-  it('the last stage completing makes the run Succeeded and says export is not implemented', () => {
-    const done = (stage: string, step: number): StageStatus => ({
-      phase: 'Completed',
-      startTokens: 0,
-      endCheckpoint: { step, tokens: step * 1024, path: `checkpoints/${stage}/step-${step}` },
-    });
+  it('the last stage completing makes the run Exporting and creates the export Job', () => {
     const o = observe(threeStages())
       .stage(0, done('s1', 10))
       .stage(1, done('s2', 20))
@@ -301,10 +348,145 @@ describe('reconcileRun', () => {
       .checkpoints('s3', 24)
       .build();
     const d = reconcileRun(o);
-    assert.equal(d.runStatus.phase, 'Succeeded');
-    assert.equal(d.runStatus.export?.phase, 'NotImplemented');
+    assert.equal(d.runStatus.phase, 'Exporting');
     assert.deepEqual(d.runStatus.promotions?.at(-1)?.to, undefined);
+    assert.deepEqual(d.runStatus.export, {
+      phase: 'Pending',
+      message: 'waiting for export Job run-export-a1',
+      uri: 's3://runs/smolstage/ns/run/export/',
+      checkpoint: `${S3_END}/`,
+      attempt: 1,
+      jobName: 'run-export-a1',
+    });
+    const created = createdExport(d.actions);
+    assert.equal(created?.job.metadata?.name, 'run-export-a1');
+    assert.equal(created?.spec.resumeFrom, S3_END);
+    assert.equal(created?.spec.stage.name, 's3');
+    assert.ok(types(d.actions).includes('event:ExportStarted'));
+    assert.equal(condition(d, 'Progressing')?.reason, 'ExportRunning');
   });
+
+  // Every stage completed; the export is what is left. Retry limit 3, backoff 30 s.
+  const exportCases: {
+    name: string;
+    build: (b: ObservedBuilder) => ObservedBuilder;
+    phase: string;
+    exportPhase: string;
+    actions: string[];
+    check?: (d: ReturnType<typeof reconcileRun>) => void;
+  }[] = [
+    {
+      name: 'export Job running',
+      build: (b) => b.exportStatus(pendingExport(1)).exportJob(1, 'Running'),
+      phase: 'Exporting',
+      exportPhase: 'Running',
+      actions: [],
+    },
+    {
+      name: 'export Job lost from the cache: created again, no second ExportStarted',
+      build: (b) => b.exportStatus(pendingExport(1)),
+      phase: 'Exporting',
+      exportPhase: 'Pending',
+      actions: ['createExportJob'],
+    },
+    {
+      name: 'EXPORTED names the final checkpoint: Succeeded, once',
+      build: (b) => b.exportStatus(pendingExport(1)).exportJob(1, 'Succeeded').exported(`${S3_END}/`),
+      phase: 'Succeeded',
+      exportPhase: 'Succeeded',
+      actions: ['event:ModelExported'],
+      check: (d) => {
+        assert.equal(condition(d, 'Progressing')?.reason, 'RunSucceeded');
+        assert.match(d.runStatus.message ?? '', /exported to s3:\/\/runs\/smolstage\/ns\/run\/export\//);
+      },
+    },
+    {
+      name: 'already Succeeded: nothing to do',
+      build: (b) =>
+        b
+          .exportStatus({ ...pendingExport(1), phase: 'Succeeded' })
+          .exportJob(1, 'Succeeded')
+          .exported(`${S3_END}/`),
+      phase: 'Succeeded',
+      exportPhase: 'Succeeded',
+      actions: [],
+    },
+    {
+      name: 'Job succeeded without EXPORTED of this checkpoint: a failed attempt, retried',
+      build: (b) =>
+        b
+          .exportStatus(pendingExport(1))
+          .exportJob(1, 'Succeeded', { finishedAt: '2026-01-01T00:00:00.000Z' })
+          .exported('checkpoints/s3/step-000000010/'),
+      phase: 'Exporting',
+      exportPhase: 'Pending',
+      actions: ['createExportJob', 'event:RetryScheduled'],
+      check: (d) => {
+        assert.equal(d.runStatus.export?.attempt, 2);
+        assert.equal(d.runStatus.export?.failedAttempts, 1);
+        assert.equal(createdExport(d.actions)?.job.metadata?.name, 'run-export-a2');
+      },
+    },
+    {
+      name: 'transient failure inside the backoff: waits',
+      build: (b) =>
+        b
+          .exportStatus(pendingExport(1))
+          .exportJob(1, 'Failed', { exitCode: 1, finishedAt: '2026-01-01T00:09:50.000Z' }),
+      phase: 'Exporting',
+      exportPhase: 'Pending',
+      actions: [],
+      check: (d) => assert.equal(d.requeueAfterSeconds, 20),
+    },
+    {
+      name: 'bad configuration (exit 2): Failed, not retried',
+      build: (b) =>
+        b
+          .exportStatus(pendingExport(1))
+          .exportJob(1, 'Failed', { exitCode: 2, failureMessage: 'exit code 2' }),
+      phase: 'Failed',
+      exportPhase: 'Failed',
+      actions: ['event:ExportFailed'],
+      check: (d) => {
+        assert.equal(condition(d, 'Failed')?.reason, 'ExportFailed');
+        assert.match(d.runStatus.message ?? '', /not retried/);
+      },
+    },
+    {
+      name: 'retries exhausted: Failed',
+      build: (b) =>
+        [1, 2, 3, 4].reduce(
+          (x, a) => x.exportJob(a, 'Failed', { exitCode: 1, finishedAt: '2026-01-01T00:00:00.000Z' }),
+          b.exportStatus(pendingExport(4)),
+        ),
+      phase: 'Failed',
+      exportPhase: 'Failed',
+      actions: ['event:ExportFailed'],
+      check: (d) => assert.match(d.runStatus.export?.message ?? '', /4 failed attempts exceed/),
+    },
+    {
+      name: 'a failed export stays failed',
+      build: (b) =>
+        b
+          .exportStatus({ ...pendingExport(1), phase: 'Failed', message: 'export: gave up' })
+          .exportJob(1, 'Failed'),
+      phase: 'Failed',
+      exportPhase: 'Failed',
+      actions: [],
+    },
+  ];
+  for (const c of exportCases) {
+    it(`export: ${c.name}`, () => {
+      const d = reconcileRun(c.build(allCompleted()).build());
+      assert.equal(d.runStatus.phase, c.phase);
+      assert.equal(d.runStatus.export?.phase, c.exportPhase);
+      assert.deepEqual(
+        types(d.actions).filter((t) => t !== 'updateStageStatus'),
+        c.actions,
+      );
+      c.check?.(d);
+    });
+  }
 
   const failedJob = (code: number | undefined, finishedAt = '2026-01-01T00:00:00.000Z') =>
     observe(threeStages())

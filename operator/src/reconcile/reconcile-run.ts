@@ -10,11 +10,14 @@ import { CONTROL_STOP_VERSION, stopRequestKey } from '../api/control-request.js'
 import { type DefaultedSpec, withDefaults } from '../api/defaults.js';
 import { ExitCode } from '../api/exit-codes.js';
 import { formatTokens, tokensOf } from '../api/quantity.js';
+import type { TrainerSpec } from '../api/trainer-spec.js';
 import {
   ConditionType as C,
   type CheckpointRef,
   type Condition,
   type ConditionType,
+  type ExportStatus,
+  exportJobName,
   jobName,
   type MetricsSummary,
   type PromotionDecision,
@@ -32,7 +35,7 @@ import { adjustMixture } from '../policy/mixture.js';
 import { decidePromotion, decidingMetric, stageTokenCap } from '../policy/promotion.js';
 import { renderTrainerSpec } from '../policy/render-trainer-spec.js';
 import type { Action, Decision, Observed, ObservedJob } from './observed.js';
-import { labelsFor, ownerReference, renderAttempt } from './render-job.js';
+import { labelsFor, ownerReference, renderAttempt, renderExport } from './render-job.js';
 
 export function reconcileRun(o: Observed): Decision {
   return new RunReconciler(o).reconcile();
@@ -245,6 +248,13 @@ class RunReconciler {
 
   private launch(index: number, attempt: number): void {
     const stage = this.stageSpec(index);
+    const spec = this.trainerSpec(index, attempt);
+    const objects = renderAttempt(this.run, this.spec, spec);
+    if (this.o.jobs.some((j) => j.name === objects.job.metadata?.name)) return;
+    this.actions.push({ type: 'createJob', stage: stage.name, attempt, spec, ...objects });
+  }
+
+  private trainerSpec(index: number, attempt: number): TrainerSpec {
     const status = this.statusOf(index);
     const startedAt: Record<string, number> = {};
     this.stages.forEach((s, i) => {
@@ -252,7 +262,7 @@ class RunReconciler {
       if (started.startStep !== undefined && started.phase !== 'Pending')
         startedAt[s.spec.name] = started.startStep;
     });
-    const spec = renderTrainerSpec({
+    return renderTrainerSpec({
       namespace: this.run.metadata.namespace ?? 'default',
       runName: this.run.metadata.name,
       spec: this.spec,
@@ -265,9 +275,6 @@ class RunReconciler {
       mixture: status.effectiveMixture ?? {},
       startedAt,
     });
-    const objects = renderAttempt(this.run, this.spec, spec);
-    if (this.o.jobs.some((j) => j.name === objects.job.metadata?.name)) return;
-    this.actions.push({ type: 'createJob', stage: stage.name, attempt, spec, ...objects });
   }
 
   private complete(index: number, job: ObservedJob): Step {
@@ -355,12 +362,7 @@ class RunReconciler {
       );
       return 'stop';
     }
-    const delay = Math.min(
-      this.spec.trainer.retryBackoffSeconds * 2 ** (failures - 1),
-      this.spec.trainer.maxRetryBackoffSeconds,
-    );
-    const finished = Date.parse(job.finishedAt ?? this.o.now);
-    const wait = Math.ceil((finished + delay * 1000 - Date.parse(this.o.now)) / 1000);
+    const wait = this.retryWait(failures, job);
     if (wait > 0) {
       this.requeueAfterSeconds = wait;
       this.progress = {
@@ -382,6 +384,138 @@ class RunReconciler {
     );
     this.progress = { reason: Reason.StageRunning, message: `${stage.name}: retrying (attempt ${attempt})` };
     return 'stop';
+  }
+
+  /** Seconds until the next attempt may start: exponential backoff from the failed Job's end. */
+  private retryWait(failures: number, job: ObservedJob): number {
+    const delay = Math.min(
+      this.spec.trainer.retryBackoffSeconds * 2 ** (failures - 1),
+      this.spec.trainer.maxRetryBackoffSeconds,
+    );
+    const finished = Date.parse(job.finishedAt ?? this.o.now);
+    return Math.ceil((finished + delay * 1000 - Date.parse(this.o.now)) / 1000);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The Hugging Face export after the last stage
+
+  /**
+   * One export Job at a time until `export/EXPORTED` names the final checkpoint; failed
+   * attempts are retried like a stage's (same limit and backoff). True once exported.
+   */
+  private exportModel(): boolean {
+    const end = this.statusOf(this.stages.length - 1).endCheckpoint;
+    if (end === undefined) throw new Error('a completed stage always has an end checkpoint');
+    const checkpoint = `${end.path}/`;
+    const uri = this.storageUri('export/');
+    const previous = this.status.export;
+    const current: ExportStatus =
+      previous?.checkpoint === checkpoint
+        ? structuredClone(previous)
+        : { phase: 'Pending', message: '', uri, checkpoint };
+    if (this.o.exportedCheckpoint === checkpoint) {
+      if (current.phase !== 'Succeeded')
+        this.event(
+          'TrainingRun',
+          0,
+          'Normal',
+          Reason.ModelExported,
+          `exported ${end.path} as a Hugging Face model to ${uri}`,
+        );
+      this.status.export = {
+        ...current,
+        phase: 'Succeeded',
+        message: `exported ${end.path} (model.safetensors, config.json, tokenizer.json)`,
+      };
+      return true;
+    }
+    this.status.export = current;
+    if (current.phase === 'Failed') {
+      this.failure = { reason: Reason.ExportFailed, message: current.message };
+      return false;
+    }
+    const jobs = this.o.jobs.filter((j) => j.export === true);
+    const attempt = current.attempt ?? Math.max(1, ...jobs.map((j) => j.attempt));
+    const name = exportJobName(this.run.metadata.name, attempt);
+    const job = jobs.find((j) => j.name === name);
+    if (current.jobName !== name && attempt === 1)
+      this.event('TrainingRun', 0, 'Normal', Reason.ExportStarted, `exporting ${end.path} (Job ${name})`);
+    Object.assign(current, { attempt, jobName: name });
+    if (job === undefined) {
+      this.launchExport(attempt, end.path);
+      Object.assign(current, { phase: 'Pending', message: `waiting for export Job ${name}` });
+    } else if (job.phase === 'Succeeded' || job.phase === 'Failed') {
+      // `smolstage export` writes EXPORTED before it exits 0, so a finished Job without it failed.
+      const detail =
+        job.phase === 'Succeeded'
+          ? 'the Job succeeded but export/EXPORTED does not name the final checkpoint'
+          : (job.failureMessage ?? job.failureReason ?? 'the Job failed');
+      this.exportFailed(current, job, jobs, detail);
+    } else {
+      Object.assign(current, {
+        phase: job.phase === 'Running' ? 'Running' : 'Pending',
+        message: `exporting ${end.path} (Job ${name}, attempt ${attempt})`,
+      });
+    }
+    // Unused once the export failed: the failure decides the conditions then.
+    this.progress = { reason: Reason.ExportRunning, message: current.message };
+    return false;
+  }
+
+  private exportFailed(current: ExportStatus, job: ObservedJob, jobs: ObservedJob[], detail: string): void {
+    const failures = Math.max(
+      current.failedAttempts ?? 0,
+      jobs.filter((j) => j.phase === 'Succeeded' || j.phase === 'Failed').length,
+    );
+    current.failedAttempts = failures;
+    const give = (message: string) => {
+      Object.assign(current, { phase: 'Failed', message });
+      this.failure = { reason: Reason.ExportFailed, message };
+      this.event('TrainingRun', 0, 'Warning', Reason.ExportFailed, message);
+    };
+    if (job.exitCode === ExitCode.BadConfiguration) {
+      give(
+        `export attempt ${job.attempt} exited with code ${job.exitCode} (BadConfiguration, not retried): ${detail}`,
+      );
+      return;
+    }
+    if (failures > this.spec.trainer.maxRetries) {
+      give(
+        `export: ${failures} failed attempts exceed spec.trainer.maxRetries ${this.spec.trainer.maxRetries}; last: ${detail}`,
+      );
+      return;
+    }
+    const wait = this.retryWait(failures, job);
+    if (wait > 0) {
+      this.requeueAfterSeconds = wait;
+      Object.assign(current, {
+        phase: 'Pending',
+        message: `export attempt ${job.attempt} failed (${detail}); retrying in ${wait}s`,
+      });
+      return;
+    }
+    const attempt = job.attempt + 1;
+    const path = (current.checkpoint ?? '').replace(/\/+$/, '');
+    Object.assign(current, {
+      phase: 'Pending',
+      attempt,
+      jobName: exportJobName(this.run.metadata.name, attempt),
+      message: `export attempt ${job.attempt} failed (${detail}); started attempt ${attempt}`,
+    });
+    this.launchExport(attempt, path);
+    this.event('TrainingRun', 0, 'Warning', Reason.RetryScheduled, current.message);
+  }
+
+  /** The last stage's trainer spec, with resumeFrom naming the checkpoint to export. */
+  private launchExport(attempt: number, checkpointPath: string): void {
+    const index = this.stages.length - 1;
+    const spec = {
+      ...this.trainerSpec(index, this.statusOf(index).attempt ?? 1),
+      resumeFrom: checkpointPath,
+    };
+    const objects = renderExport(this.run, this.spec, spec, attempt);
+    if (this.o.jobs.some((j) => j.name === objects.job.metadata?.name)) return;
+    this.actions.push({ type: 'createExportJob', attempt, spec, ...objects });
   }
 
   private handleSuspension(job: ObservedJob): void {
@@ -482,18 +616,20 @@ class RunReconciler {
   private finish(): Decision {
     const phases = this.stages.map((_, i) => this.statusOf(i).phase ?? 'Pending');
     const activeIndex = phases.findIndex((p) => p !== 'Completed');
-    const failed = phases.includes('Failed');
     const succeeded = this.stages.length > 0 && activeIndex < 0;
+    const exported = succeeded && this.exportModel();
+    const failed = phases.includes('Failed') || this.failure !== undefined;
     let phase: RunPhase = 'Pending';
     if (failed) phase = 'Failed';
-    else if (succeeded) phase = 'Succeeded';
+    else if (exported) phase = 'Succeeded';
+    else if (succeeded) phase = 'Exporting';
     else if (this.spec?.suspend) phase = 'Suspended';
     else if (activeIndex >= 0 && phases[activeIndex] === 'Stopping') phase = 'Promoting';
     else if (activeIndex >= 0 && phases[activeIndex] === 'Running') phase = 'Running';
     this.status.phase = this.stages.length === 0 ? (this.status.phase ?? 'Pending') : phase;
 
     if (this.stages.length > 0) this.summarizeProgress(succeeded ? this.stages.length - 1 : activeIndex);
-    this.setConditions(phase, succeeded);
+    this.setConditions(phase);
 
     for (const stage of this.stages) {
       const status = this.stageStatus.get(stage.spec.name) as StageStatus;
@@ -532,17 +668,20 @@ class RunReconciler {
     this.status.tokens = formatTokens(tokens);
     if (step !== undefined) this.status.step = step;
     if (loss !== undefined) this.status.loss = loss;
-    if (newest !== undefined) {
-      const storage = this.spec.storage;
-      const prefix = storage.prefix.replace(/^\/+|\/+$/g, '');
-      const root = [prefix, this.run.metadata.namespace ?? 'default', this.run.metadata.name]
-        .filter((p) => p !== '')
-        .join('/');
-      this.status.lastCheckpoint = `s3://${storage.bucket}/${root}/${newest.path}/`;
-    }
+    if (newest !== undefined) this.status.lastCheckpoint = this.storageUri(`${newest.path}/`);
   }
 
-  private setConditions(phase: RunPhase, succeeded: boolean): void {
+  /** URI of a run-relative key: `s3://<bucket>/<prefix>/<namespace>/<run>/<key>`. */
+  private storageUri(key: string): string {
+    const storage = this.spec.storage;
+    const prefix = storage.prefix.replace(/^\/+|\/+$/g, '');
+    const root = [prefix, this.run.metadata.namespace ?? 'default', this.run.metadata.name]
+      .filter((p) => p !== '')
+      .join('/');
+    return `s3://${storage.bucket}/${root}/${key}`;
+  }
+
+  private setConditions(phase: RunPhase): void {
     const promotions = this.status.promotions ?? [];
     const last = promotions.at(-1);
     if (last === undefined)
@@ -575,14 +714,10 @@ class RunReconciler {
       return;
     }
     this.setCondition(C.Failed, 'False', Reason.NoFailure, 'no failure');
-    if (succeeded) {
-      const final = this.status.lastCheckpoint ?? 'the last stage checkpoint';
-      this.status.export = {
-        phase: 'NotImplemented',
-        message: `Hugging Face export is not implemented yet (a later issue); the final checkpoint is ${final}`,
-      };
-      this.setCondition(C.Progressing, 'False', Reason.RunSucceeded, 'every stage completed');
-      this.status.message = 'every stage completed; export not implemented yet';
+    if (phase === 'Succeeded') {
+      const message = `every stage completed; model exported to ${this.status.export?.uri}`;
+      this.setCondition(C.Progressing, 'False', Reason.RunSucceeded, message);
+      this.status.message = message;
       return;
     }
     if (phase === 'Suspended') {

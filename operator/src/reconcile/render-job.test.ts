@@ -4,7 +4,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { withDefaults } from '../api/defaults.js';
 import { aRun } from '../api/test-builders.js';
 import { renderTrainerSpec } from '../policy/render-trainer-spec.js';
-import { renderAttempt, summarizeJob } from './render-job.js';
+import { renderAttempt, renderExport, summarizeJob } from './render-job.js';
 
 function render(patch: (run: ReturnType<typeof aRun>) => void = () => {}) {
   const builder = aRun();
@@ -94,6 +94,61 @@ describe('renderAttempt', () => {
     );
     assert.equal(job.spec?.suspend, true);
     assert.equal(job.metadata?.labels?.['kueue.x-k8s.io/queue-name'], 'team-a');
+  });
+});
+
+describe('renderExport', () => {
+  it('one `smolstage export` pod, hardened like a trainer, with credentials from the Secret and no GPU', () => {
+    const { trainerSpec, job: trainerJob } = render((r) => r.withGpus(8));
+    const run = aRun().withGpus(8).build();
+    const exportSpec = { ...trainerSpec, resumeFrom: 'checkpoints/s1/step-000000010' };
+    const { job, configMap } = renderExport(run, withDefaults(run.spec), exportSpec, 3);
+    assert.equal(job.metadata?.name, 'run-export-a3');
+    assert.equal(configMap.metadata?.name, 'run-export-a3');
+    assert.deepEqual(JSON.parse(configMap.data?.['trainer-spec.json'] ?? ''), exportSpec);
+    assert.equal(job.metadata?.labels?.['smolstage.dev/export'], 'true');
+    assert.equal(job.metadata?.labels?.['smolstage.dev/stage'], undefined);
+    assert.equal(job.metadata?.labels?.['smolstage.dev/attempt'], '3');
+    assert.equal(job.metadata?.ownerReferences?.[0]?.uid, 'uid-run');
+    assert.equal(job.spec?.completions, 1);
+    assert.equal(job.spec?.backoffLimit, 0);
+    const pod = job.spec?.template.spec;
+    const container = pod?.containers[0];
+    assert.deepEqual(container?.command, [
+      'smolstage',
+      'export',
+      '--spec',
+      '/etc/smolstage/trainer-spec.json',
+    ]);
+    assert.deepEqual(container?.resources, { limits: { memory: '64Gi' }, requests: { memory: '64Gi' } });
+    // Everything but the container itself is the trainer's pod.
+    const trainerPod = trainerJob.spec?.template.spec;
+    assert.deepEqual(pod?.securityContext, trainerPod?.securityContext);
+    assert.deepEqual(container?.securityContext, trainerPod?.containers[0]?.securityContext);
+    assert.deepEqual(pod?.volumes?.slice(1), trainerPod?.volumes?.slice(1));
+    assert.equal(pod?.automountServiceAccountToken, false);
+    const secretEnv = container?.env?.filter((e) => e.valueFrom !== undefined);
+    assert.deepEqual(
+      secretEnv,
+      trainerPod?.containers[0]?.env?.filter((e) => e.valueFrom !== undefined),
+    );
+    assert.ok(container?.env?.every((e) => e.value === undefined || !/secret/i.test(e.value)));
+    assert.deepEqual(job.spec?.podFailurePolicy?.rules[0]?.onExitCodes, {
+      containerName: 'export',
+      operator: 'In',
+      values: [2],
+    });
+  });
+
+  it('an export Job summarizes as the export, with no stage', () => {
+    const run = aRun().build();
+    const { trainerSpec } = render();
+    const { job } = renderExport(run, withDefaults(run.spec), trainerSpec, 1);
+    const summary = summarizeJob({ ...job, status: { active: 1 } });
+    assert.deepEqual(
+      [summary.name, summary.stage, summary.attempt, summary.phase, summary.export],
+      ['run-export-a1', '', 1, 'Running', true],
+    );
   });
 });
 

@@ -6,19 +6,31 @@
  */
 import type {
   V1ConfigMap,
+  V1ContainerPort,
   V1EnvVar,
   V1Job,
   V1OwnerReference,
   V1PodFailurePolicyRule,
+  V1PodTemplateSpec,
+  V1ResourceRequirements,
   V1Service,
 } from '@kubernetes/client-node';
 import type { DefaultedSpec } from '../api/defaults.js';
 import { ExitCode } from '../api/exit-codes.js';
 import { TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
-import { Annotations, API_VERSION, jobName, Labels, MANAGED_BY, type TrainingRun } from '../api/types.js';
+import {
+  Annotations,
+  API_VERSION,
+  exportJobName,
+  jobName,
+  Labels,
+  MANAGED_BY,
+  type TrainingRun,
+} from '../api/types.js';
 import type { ObservedJob } from './observed.js';
 
 export const TRAINER_CONTAINER = 'trainer';
+export const EXPORT_CONTAINER = 'export';
 export const SPEC_FILE = 'trainer-spec.json';
 export const SPEC_MOUNT = '/etc/smolstage';
 export const SCRATCH_MOUNT = '/scratch';
@@ -32,12 +44,9 @@ export interface AttemptObjects {
   job: V1Job;
 }
 
-export function labelsFor(run: string, stage: string, attempt?: number): Record<string, string> {
-  const labels: Record<string, string> = {
-    [Labels.run]: run,
-    [Labels.stage]: stage,
-    [Labels.managedBy]: MANAGED_BY,
-  };
+export function labelsFor(run: string, stage: string | undefined, attempt?: number): Record<string, string> {
+  const labels: Record<string, string> = { [Labels.run]: run, [Labels.managedBy]: MANAGED_BY };
+  if (stage !== undefined) labels[Labels.stage] = stage;
   if (attempt !== undefined) labels[Labels.attempt] = String(attempt);
   for (const [key, value] of Object.entries(labels)) {
     if (value.length > 63 || !LABEL_VALUE.test(value))
@@ -93,22 +102,10 @@ export function renderAttempt(
       }
     : undefined;
 
-  const credentials = spec.storage.credentialsSecret;
   const env: V1EnvVar[] = [
-    { name: TRAINER_SPEC_ENV, value: `${SPEC_MOUNT}/${SPEC_FILE}` },
-    {
-      name: 'SMOLSTAGE_S3_ACCESS_KEY',
-      valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.accessKeyKey } },
-    },
-    {
-      name: 'SMOLSTAGE_S3_SECRET_KEY',
-      valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.secretKeyKey } },
-    },
+    ...podEnv(spec),
     { name: 'SMOLSTAGE_NUM_NODES', value: String(trainer.nodes) },
     { name: 'SMOLSTAGE_GPUS_PER_NODE', value: String(trainer.gpusPerNode) },
-    { name: 'HOME', value: SCRATCH_MOUNT },
-    { name: 'TMPDIR', value: `${SCRATCH_MOUNT}/tmp` },
-    { name: 'SMOLSTAGE_CACHE', value: `${SCRATCH_MOUNT}/cache` },
   ];
   if (multiNode) {
     env.push(
@@ -124,10 +121,8 @@ export function renderAttempt(
     requests['nvidia.com/gpu'] = String(trainer.gpusPerNode);
   }
 
-  const exitRule = (code: number, action: 'FailJob' | 'Ignore'): V1PodFailurePolicyRule => ({
-    action,
-    onExitCodes: { containerName: TRAINER_CONTAINER, operator: 'In', values: [code] },
-  });
+  const exitRule = (code: number, action: 'FailJob' | 'Ignore') =>
+    exitCodeRule(TRAINER_CONTAINER, code, action);
 
   const jobLabels =
     trainer.queueName === undefined ? labels : { ...labels, [KUEUE_QUEUE_LABEL]: trainer.queueName };
@@ -155,63 +150,181 @@ export function renderAttempt(
           { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
         ],
       },
-      template: {
-        metadata: { labels },
-        spec: {
-          restartPolicy: 'Never',
-          ...(multiNode ? { subdomain: name } : {}),
-          ...(trainer.serviceAccountName !== undefined
-            ? { serviceAccountName: trainer.serviceAccountName }
-            : {}),
-          automountServiceAccountToken: false,
-          terminationGracePeriodSeconds: trainer.terminationGracePeriodSeconds,
-          ...(trainer.priorityClassName !== undefined
-            ? { priorityClassName: trainer.priorityClassName }
-            : {}),
-          ...(trainer.nodeSelector !== undefined ? { nodeSelector: trainer.nodeSelector } : {}),
-          ...(trainer.tolerations !== undefined ? { tolerations: trainer.tolerations } : {}),
-          ...(trainer.imagePullSecrets !== undefined
-            ? { imagePullSecrets: trainer.imagePullSecrets.map((n) => ({ name: n })) }
-            : {}),
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: 65532,
-            runAsGroup: 65532,
-            fsGroup: 65532,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
-          containers: [
-            {
-              name: TRAINER_CONTAINER,
-              image: trainer.image,
-              imagePullPolicy: trainer.imagePullPolicy,
-              command: ['smolstage', 'worker', '--spec', `${SPEC_MOUNT}/${SPEC_FILE}`],
-              env,
-              ports: multiNode ? [{ name: 'rendezvous', containerPort: RENDEZVOUS_PORT }] : [],
-              resources: { limits, requests },
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'] },
-              },
-              volumeMounts: [
-                { name: 'spec', mountPath: SPEC_MOUNT, readOnly: true },
-                { name: 'scratch', mountPath: SCRATCH_MOUNT },
-                { name: 'dshm', mountPath: '/dev/shm' },
-              ],
-            },
-          ],
-          volumes: [
-            { name: 'spec', configMap: { name } },
-            { name: 'scratch', emptyDir: {} },
-            // NCCL and data loaders need more shared memory than the runtime's 64 MiB default.
-            { name: 'dshm', emptyDir: { medium: 'Memory' } },
-          ],
-        },
-      },
+      template: podTemplate(spec, labels, {
+        name: TRAINER_CONTAINER,
+        image: trainer.image,
+        command: ['smolstage', 'worker', '--spec', `${SPEC_MOUNT}/${SPEC_FILE}`],
+        env,
+        ports: multiNode ? [{ name: 'rendezvous', containerPort: RENDEZVOUS_PORT }] : [],
+        resources: { limits, requests },
+        configMap: name,
+        ...(multiNode ? { subdomain: name } : {}),
+      }),
     },
   };
   return { configMap, ...(service !== undefined ? { service } : {}), job };
+}
+
+/** Environment every smolstage pod gets: the spec path, S3 credentials from the Secret, scratch. */
+function podEnv(spec: DefaultedSpec): V1EnvVar[] {
+  const credentials = spec.storage.credentialsSecret;
+  return [
+    { name: TRAINER_SPEC_ENV, value: `${SPEC_MOUNT}/${SPEC_FILE}` },
+    {
+      name: 'SMOLSTAGE_S3_ACCESS_KEY',
+      valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.accessKeyKey } },
+    },
+    {
+      name: 'SMOLSTAGE_S3_SECRET_KEY',
+      valueFrom: { secretKeyRef: { name: credentials.name, key: credentials.secretKeyKey } },
+    },
+    { name: 'HOME', value: SCRATCH_MOUNT },
+    { name: 'TMPDIR', value: `${SCRATCH_MOUNT}/tmp` },
+    { name: 'SMOLSTAGE_CACHE', value: `${SCRATCH_MOUNT}/cache` },
+  ];
+}
+
+function exitCodeRule(container: string, code: number, action: 'FailJob' | 'Ignore'): V1PodFailurePolicyRule {
+  return { action, onExitCodes: { containerName: container, operator: 'In', values: [code] } };
+}
+
+interface PodContainer {
+  name: string;
+  image: string;
+  command: string[];
+  env: V1EnvVar[];
+  ports: V1ContainerPort[];
+  resources: V1ResourceRequirements;
+  /** ConfigMap holding the trainer spec. */
+  configMap: string;
+  subdomain?: string;
+}
+
+/**
+ * The pod of every smolstage Job: non-root, read-only root filesystem, scratch on an emptyDir,
+ * the spec mounted from its ConfigMap, and the run's scheduling settings.
+ */
+function podTemplate(
+  spec: DefaultedSpec,
+  labels: Record<string, string>,
+  c: PodContainer,
+): V1PodTemplateSpec {
+  const trainer = spec.trainer;
+  return {
+    metadata: { labels },
+    spec: {
+      restartPolicy: 'Never',
+      ...(c.subdomain !== undefined ? { subdomain: c.subdomain } : {}),
+      ...(trainer.serviceAccountName !== undefined ? { serviceAccountName: trainer.serviceAccountName } : {}),
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: trainer.terminationGracePeriodSeconds,
+      ...(trainer.priorityClassName !== undefined ? { priorityClassName: trainer.priorityClassName } : {}),
+      ...(trainer.nodeSelector !== undefined ? { nodeSelector: trainer.nodeSelector } : {}),
+      ...(trainer.tolerations !== undefined ? { tolerations: trainer.tolerations } : {}),
+      ...(trainer.imagePullSecrets !== undefined
+        ? { imagePullSecrets: trainer.imagePullSecrets.map((n) => ({ name: n })) }
+        : {}),
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        fsGroup: 65532,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      containers: [
+        {
+          name: c.name,
+          image: c.image,
+          imagePullPolicy: trainer.imagePullPolicy,
+          command: c.command,
+          env: c.env,
+          ports: c.ports,
+          resources: c.resources,
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'] },
+          },
+          volumeMounts: [
+            { name: 'spec', mountPath: SPEC_MOUNT, readOnly: true },
+            { name: 'scratch', mountPath: SCRATCH_MOUNT },
+            { name: 'dshm', mountPath: '/dev/shm' },
+          ],
+        },
+      ],
+      volumes: [
+        { name: 'spec', configMap: { name: c.configMap } },
+        { name: 'scratch', emptyDir: {} },
+        // NCCL and data loaders need more shared memory than the runtime's 64 MiB default.
+        { name: 'dshm', emptyDir: { medium: 'Memory' } },
+      ],
+    },
+  };
+}
+
+export interface ExportObjects {
+  configMap: V1ConfigMap;
+  job: V1Job;
+}
+
+/**
+ * The export Job: one pod running `smolstage export` on the last stage's trainer spec (its
+ * resumeFrom names the final checkpoint). Same pod as a trainer's, without the GPU request.
+ * Retries are new attempts decided by the operator, like a stage's.
+ */
+export function renderExport(
+  run: TrainingRun,
+  spec: DefaultedSpec,
+  trainerSpec: TrainerSpec,
+  attempt: number,
+): ExportObjects {
+  const name = exportJobName(run.metadata.name, attempt);
+  const labels = {
+    ...labelsFor(run.metadata.name, undefined, attempt),
+    [Labels.export]: 'true',
+  };
+  const metadata = {
+    name,
+    namespace: run.metadata.namespace,
+    labels,
+    ownerReferences: [ownerReference(run)],
+  };
+  const { 'nvidia.com/gpu': _gpuLimit, ...limits } = spec.trainer.resources?.limits ?? {};
+  const { 'nvidia.com/gpu': _gpuRequest, ...requests } = spec.trainer.resources?.requests ?? {};
+  return {
+    configMap: {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata,
+      data: { [SPEC_FILE]: `${JSON.stringify(trainerSpec, null, 2)}\n` },
+    },
+    job: {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata,
+      spec: {
+        completions: 1,
+        parallelism: 1,
+        backoffLimit: 0,
+        podReplacementPolicy: 'Failed',
+        podFailurePolicy: {
+          rules: [
+            exitCodeRule(EXPORT_CONTAINER, ExitCode.BadConfiguration, 'FailJob'),
+            { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
+          ],
+        },
+        template: podTemplate(spec, labels, {
+          name: EXPORT_CONTAINER,
+          image: spec.trainer.image,
+          command: ['smolstage', 'export', '--spec', `${SPEC_MOUNT}/${SPEC_FILE}`],
+          env: podEnv(spec),
+          ports: [],
+          resources: { limits, requests },
+          configMap: name,
+        }),
+      },
+    },
+  };
 }
 
 /** A Job reduced to what decisions need. */
@@ -226,6 +339,7 @@ export function summarizeJob(job: V1Job): ObservedJob {
     stage: labels[Labels.stage] ?? '',
     attempt: Number(labels[Labels.attempt] ?? 0),
     suspendedByRun: job.metadata?.annotations?.[Annotations.suspendedByRun] === 'true',
+    ...(labels[Labels.export] === 'true' ? { export: true } : {}),
   };
   const time = (t: Date | string | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
   if (complete !== undefined) {

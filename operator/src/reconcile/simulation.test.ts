@@ -21,6 +21,8 @@ class FakeCluster {
   checkpoints: Observed['checkpoints'] = {};
   stops = new Map<string, number>();
   events: string[] = [];
+  /** What `export/EXPORTED` names, once the export Job ran. */
+  exported: string | undefined;
   clock = Date.parse('2026-01-01T00:00:00Z');
 
   constructor(public run: TrainingRun) {}
@@ -32,6 +34,7 @@ class FakeCluster {
       jobs: this.jobs.map(({ spec: _s, step: _t, ...j }) => j),
       metrics: this.metrics,
       checkpoints: this.checkpoints,
+      ...(this.exported !== undefined ? { exportedCheckpoint: this.exported } : {}),
       now: new Date(this.clock).toISOString(),
     });
   }
@@ -57,6 +60,19 @@ class FakeCluster {
           step: a.spec.budget.startTokens / TOKENS_PER_STEP,
         });
       }
+      if (a.type === 'createExportJob') {
+        assert.ok(!this.jobs.some((j) => j.name === a.job.metadata?.name), 'export Job created twice');
+        this.jobs.push({
+          name: a.job.metadata?.name as string,
+          stage: '',
+          attempt: a.attempt,
+          phase: 'Running',
+          suspendedByRun: false,
+          export: true,
+          spec: a.spec,
+          step: 0,
+        });
+      }
       if (a.type === 'writeControl') this.stops.set(a.stage, a.request.stopAtStep);
       if (a.type === 'emitEvent') this.events.push(a.reason);
     }
@@ -65,6 +81,11 @@ class FakeCluster {
   /** The trainer: 4 steps per tick, a checkpoint and a metrics record each tick; arithmetic accuracy climbs in s2. */
   tick(): void {
     this.clock += 60_000;
+    for (const job of this.jobs.filter((j) => j.phase === 'Running' && j.export === true)) {
+      // `smolstage export`: EXPORTED names the checkpoint, then the Job succeeds.
+      this.exported = `${job.spec.resumeFrom}/`;
+      Object.assign(job, { phase: 'Succeeded', finishedAt: new Date(this.clock).toISOString() });
+    }
     for (const job of this.jobs.filter((j) => j.phase === 'Running')) {
       const stop = this.stops.get(job.stage);
       job.step += 4;
@@ -141,8 +162,12 @@ describe('a whole run through the pure core', () => {
     );
     assert.deepEqual(
       cluster.jobs.map((j) => j.name),
-      ['run-s1-a1', 'run-s2-a1', 'run-s3-a1'],
+      ['run-s1-a1', 'run-s2-a1', 'run-s3-a1', 'run-export-a1'],
     );
+    const s3End = cluster.stages.find((s) => s.spec.name === 's3')?.status?.endCheckpoint?.path;
+    assert.equal(status?.export?.phase, 'Succeeded');
+    assert.equal(status?.export?.checkpoint, `${s3End}/`);
+    assert.ok(cluster.events.includes('ExportStarted') && cluster.events.includes('ModelExported'));
     const s3 = cluster.stages.find((s) => s.spec.name === 's3');
     assert.deepEqual(s3?.status?.effectiveMixture, { code: 0.2, math: 0.4, web: 0.4 });
     const s2 = cluster.jobs.find((j) => j.stage === 's2');

@@ -150,6 +150,7 @@ describe('smolstage run', () => {
         ['ordered-one-a1', 'Succeeded'],
         ['ordered-two-a1', 'Succeeded'],
         ['ordered-three-a1', 'Failed'], // exit 3, stopped on request: how a Job reports a promotion stop
+        ['ordered-export-a1', 'Succeeded'], // `smolstage export`, as the operator's export Job runs it
       ],
     );
     assert.equal(state.jobs[2]?.exitCode, 3);
@@ -157,9 +158,13 @@ describe('smolstage run', () => {
       (stage(state, 'three').status?.tokenCount ?? 0) < 400_000,
       'stopped on the metric, not the cap',
     );
-    for (const file of ['model.safetensors', 'config.json', 'tokenizer.json'])
-      assert.ok(existsSync(join(dir, 'export', file)), `export/${file}`);
-    const config = JSON.parse(readFileSync(join(dir, 'export', 'config.json'), 'utf8'));
+    const exported = join(dir, 'local', 'ordered', 'export');
+    assert.equal(status.export?.phase, 'Succeeded');
+    assert.equal(status.export?.uri, `${exported}/`);
+    assert.equal(status.export?.checkpoint, `${stage(state, 'three').status?.endCheckpoint?.path}/`);
+    for (const file of ['model.safetensors', 'config.json', 'tokenizer.json', 'EXPORTED'])
+      assert.ok(existsSync(join(exported, file)), `export/${file}`);
+    const config = JSON.parse(readFileSync(join(exported, 'config.json'), 'utf8'));
     assert.equal(config.vocab_size, 512);
     assert.match(result.stdout, /one\s+Completed/);
   });
@@ -226,7 +231,8 @@ describe('smolstage run', () => {
       [['diverged-one-a1', 5]],
     );
     assert.match(result.stdout, /run diverged FAILED .*LossGuardFailed/);
-    assert.ok(!existsSync(join(dir, 'export')));
+    assert.ok(!existsSync(join(dir, 'local', 'diverged', 'export')));
+    assert.equal(state.run.status?.export, undefined);
   });
 
   it('rejects a run that fails validation with the reasons', async () => {

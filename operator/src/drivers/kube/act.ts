@@ -81,6 +81,16 @@ export async function actOnDecision(
         });
         break;
       }
+      case 'createExportJob': {
+        await ctx.writer.createConfigMap(action.configMap);
+        const created = await ctx.writer.createJob(action.job);
+        writes += 2;
+        log.info(created ? 'created export Job' : 'export Job already existed', {
+          job: action.job.metadata?.name,
+          attempt: action.attempt,
+        });
+        break;
+      }
       case 'deleteJob': {
         const deleted = await ctx.writer.deleteJob(namespace, action.name);
         writes += 1;

@@ -8,6 +8,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import type { Stage, TrainingRun } from '../../api/types.js';
 import type { Observed } from '../../reconcile/observed.js';
 import { summarizeJob } from '../../reconcile/render-job.js';
+import { readExportManifest } from '../../storage/exports.js';
 import type { StoreReader } from '../../storage/store-reader.js';
 import type { Informer } from './informer.js';
 import type { RunStores } from './run-stores.js';
@@ -53,5 +54,17 @@ export async function observeRun(run: TrainingRun, sources: ObserveSources): Pro
       checkpoints[stage.spec.name] = readings.checkpoints;
     }
   }
-  return { run, stages, jobs, metrics, checkpoints, now: new Date().toISOString() };
+  // Once every stage completed, the export decides the run's end: read its marker.
+  const allCompleted =
+    stages.length === run.spec.stages.length && stages.every((s) => s.status?.phase === 'Completed');
+  const exported = allCompleted ? await readExportManifest(await sources.stores.forRun(run)) : null;
+  return {
+    run,
+    stages,
+    jobs,
+    metrics,
+    checkpoints,
+    ...(exported !== null ? { exportedCheckpoint: exported.checkpoint } : {}),
+    now: new Date().toISOString(),
+  };
 }

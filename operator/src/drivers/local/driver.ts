@@ -5,7 +5,6 @@
  * processes), and writes the state once. Everything durable is in the state file and in the
  * store's committed checkpoints and metrics, so a rerun after Ctrl-C or kill -9 resumes there.
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import winston from 'winston';
@@ -15,6 +14,7 @@ import { Reason, type StageStatus, type TrainingRunStatus } from '../../api/type
 import { stageTokenCap } from '../../policy/promotion.js';
 import type { Action, Decision, Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
+import { readExportManifest } from '../../storage/exports.js';
 import { createRunStore } from '../../storage/factory.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import { StoreReader } from '../../storage/store-reader.js';
@@ -115,22 +115,22 @@ export class LocalDriver {
     }
   }
 
-  /** The status with its checkpoint URI (rendered for the cluster's bucket) as the path on this machine. */
+  /** The status with its checkpoint and export URIs (rendered for the cluster's bucket) as paths on this machine. */
   private localized(status: TrainingRunStatus): TrainingRunStatus {
     const marker = `/${LOCAL_NAMESPACE}/${this.state.run.metadata.name}/`;
-    const uri = status.lastCheckpoint;
-    const at = uri?.indexOf(marker) ?? -1;
-    if (uri === undefined || at < 0) return status;
-    return { ...status, lastCheckpoint: join(this.runRootDir(), uri.slice(at + marker.length)) };
-  }
-
-  /** Records the Hugging Face export in the run status (the core leaves it to the driver). */
-  async recordExport(uri: string, checkpointDir: string): Promise<void> {
-    const status = this.state.run.status ?? {};
-    status.export = { phase: 'Succeeded', message: `exported from ${checkpointDir}`, uri };
-    status.message = 'every stage completed; model exported';
-    this.state.run.status = status;
-    await writeState(this.statePath(), this.state);
+    const local = (uri: string | undefined) => {
+      const at = uri?.indexOf(marker) ?? -1;
+      return uri === undefined || at < 0 ? uri : join(this.runRootDir(), uri.slice(at + marker.length));
+    };
+    const lastCheckpoint = local(status.lastCheckpoint);
+    const exportUri = local(status.export?.uri);
+    return {
+      ...status,
+      ...(lastCheckpoint !== undefined ? { lastCheckpoint } : {}),
+      ...(status.export !== undefined && exportUri !== undefined
+        ? { export: { ...status.export, uri: exportUri } }
+        : {}),
+    };
   }
 
   statePath(): string {
@@ -139,19 +139,6 @@ export class LocalDriver {
 
   summary(): string {
     return summaryTable(this.state.stages, (relative) => join(this.runRootDir(), relative));
-  }
-
-  /** The spec and the committed checkpoint directory the export starts from. */
-  finalCheckpoint(): { checkpointDir: string; spec: TrainerSpec } | null {
-    const last = this.state.stages.at(-1);
-    const end = last?.status?.endCheckpoint;
-    const job = [...this.state.jobs].reverse().find((j) => j.stage === last?.spec.name);
-    if (last === undefined || end === undefined || job === undefined) return null;
-    return { checkpointDir: join(this.runRootDir(), end.path), spec: this.readSpec(job) };
-  }
-
-  private readSpec(job: LocalJob): TrainerSpec {
-    return JSON.parse(readFileSync(specFile(this.jobDir(job.name)), 'utf8')) as TrainerSpec;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -170,12 +157,16 @@ export class LocalDriver {
       metrics[stage.spec.name] = readings.summary;
       checkpoints[stage.spec.name] = readings.checkpoints;
     }
+    const allCompleted =
+      stages.length === run.spec.stages.length && stages.every((s) => s.status?.phase === 'Completed');
+    const exported = allCompleted ? await readExportManifest(this.store) : null;
     return {
       run: structuredClone(run),
       stages: structuredClone(stages),
       jobs,
       metrics,
       checkpoints,
+      ...(exported !== null ? { exportedCheckpoint: exported.checkpoint } : {}),
       now: new Date().toISOString(),
     };
   }
@@ -205,6 +196,22 @@ export class LocalDriver {
             stage: action.stage,
             attempt: action.attempt,
             phase: 'Running',
+            startedAt: observed.now,
+          };
+          this.state.jobs.push(job);
+          toStart.push(job);
+          break;
+        }
+        case 'createExportJob': {
+          const name = action.job.metadata?.name as string;
+          if (this.state.jobs.some((j) => j.name === name)) break;
+          await this.writeSpec(name, action.spec);
+          const job: LocalJob = {
+            name,
+            stage: '',
+            attempt: action.attempt,
+            phase: 'Running',
+            export: true,
             startedAt: observed.now,
           };
           this.state.jobs.push(job);
@@ -272,6 +279,7 @@ export class LocalDriver {
       jobDir: this.jobDir(job.name),
       scratchDir: join(this.o.workDir, 'scratch'),
       controlPollMs: this.o.controlPollMs ?? 500,
+      command: job.export === true ? 'export' : 'worker',
       env: this.o.env ?? process.env,
       onStep: (line) => {
         const previous = this.live.get(job.stage);

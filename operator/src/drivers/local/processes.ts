@@ -76,6 +76,8 @@ export interface SpawnOptions {
   jobDir: string;
   scratchDir: string;
   controlPollMs: number;
+  /** `export` runs the Hugging Face export instead of training. */
+  command: 'worker' | 'export';
   env: NodeJS.ProcessEnv;
   onStep: (line: StepLine) => void;
 }
@@ -96,14 +98,12 @@ export function spawnWorker(o: SpawnOptions): RunningWorker {
     process.execPath,
     [
       o.cliEntry,
-      'worker',
+      o.command,
       '--spec',
       specFile(o.jobDir),
       '--work-dir',
       o.scratchDir,
-      '--metrics-port=-1',
-      '--control-poll-ms',
-      String(o.controlPollMs),
+      ...(o.command === 'worker' ? ['--metrics-port=-1', '--control-poll-ms', String(o.controlPollMs)] : []),
     ],
     { detached: true, stdio: ['ignore', fd, fd], env: o.env },
   );

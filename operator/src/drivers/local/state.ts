@@ -23,6 +23,8 @@ export interface LocalJob {
   exitCode?: number;
   failureMessage?: string;
   suspendedByRun?: boolean;
+  /** The Hugging Face export (`smolstage export`), not a stage attempt. */
+  export?: boolean;
   startedAt: string;
   finishedAt?: string;
 }
@@ -118,5 +120,6 @@ export function observedJob(job: LocalJob): ObservedJob {
     ...(job.failureMessage !== undefined ? { failureMessage: job.failureMessage } : {}),
     suspendedByRun: job.suspendedByRun === true,
     ...(job.finishedAt !== undefined ? { finishedAt: job.finishedAt } : {}),
+    ...(job.export === true ? { export: true } : {}),
   };
 }
