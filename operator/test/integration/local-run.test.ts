@@ -199,7 +199,7 @@ describe('smolstage run', () => {
     // Preemption replaces the worker inside the same attempt; nothing was retried as a failure.
     assert.deepEqual(
       state.jobs.map((j) => j.name),
-      ['killed-one-a1', 'killed-two-a1', 'killed-three-a1'],
+      ['killed-one-a1', 'killed-two-a1', 'killed-three-a1', 'killed-export-a1'],
     );
     const log = readFileSync(join(dir, 'jobs', 'killed-two-a1', 'worker.log'), 'utf8');
     const resumed = log

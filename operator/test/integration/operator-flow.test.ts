@@ -196,10 +196,44 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
     );
   });
 
-  it('completes the run after stage3, with every decision in status and as an Event', async () => {
+  it('after stage3, exports the final checkpoint with one export Job (retried once when it left no EXPORTED)', async () => {
     const job = await trainer.waitForJob(namespace, RUN, 'stage3');
     const result = await trainer.runAttempt(job);
     assert.equal(result.exitCode, 0);
+    const exporting = await eventually(
+      runWhere(client, namespace, RUN, (r) => r.status?.phase === 'Exporting'),
+      'the run to be Exporting',
+      30_000,
+    );
+    const final = `checkpoints/stage3/step-${String(result.lastStep).padStart(9, '0')}`;
+    assert.equal(exporting.status?.export?.checkpoint, `${final}/`);
+    assert.match(
+      exporting.status?.export?.uri ?? '',
+      new RegExp(`^s3://[^/]+/.*/${namespace}/${RUN}/export/$`),
+    );
+
+    const first = await trainer.waitForExportJob(namespace, RUN, 1);
+    const pod = first.spec?.template.spec;
+    const container = pod?.containers[0];
+    assert.deepEqual(container?.command, [
+      'smolstage',
+      'export',
+      '--spec',
+      '/etc/smolstage/trainer-spec.json',
+    ]);
+    assert.equal(container?.resources?.requests?.['nvidia.com/gpu'], undefined, 'no GPU for the export');
+    assert.equal(pod?.securityContext?.runAsNonRoot, true);
+    const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e]));
+    assert.equal(env.SMOLSTAGE_S3_SECRET_KEY?.valueFrom?.secretKeyRef?.name, 's3-credentials');
+    // An attempt that exits 0 without its marker is a failed attempt: the operator retries.
+    await trainer.runExport(first, { writeMarker: false });
+    const second = await trainer.waitForExportJob(namespace, RUN, 2, 60_000);
+    const spec = await trainer.runExport(second);
+    assert.equal(spec.resumeFrom, final);
+    assert.equal(spec.stage.name, 'stage3');
+  });
+
+  it('completes the run once exported, with every decision in status and as an Event', async () => {
     const run = await eventually(
       runWhere(client, namespace, RUN, (r) => r.status?.phase === 'Succeeded'),
       'the run to succeed',
@@ -214,6 +248,10 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
       ],
     );
     assert.equal(run.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+    assert.equal(run.status?.export?.phase, 'Succeeded');
+    assert.equal(run.status?.export?.attempt, 2);
+    assert.equal(run.status?.export?.failedAttempts, 1);
+    assert.match(run.status?.message ?? '', /model exported to s3:\/\//);
 
     const events = await eventually(async () => {
       const all = (await listEvents(client, namespace)).filter(
@@ -228,11 +266,18 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
       Reason.StopRequested,
       Reason.MetricThresholdMet,
       Reason.TokenBudgetReached,
+      Reason.ExportStarted,
+      Reason.RetryScheduled,
+      Reason.ModelExported,
     ]) {
       assert.ok(reasons.includes(reason), `an Event with reason ${reason}; got ${reasons.join(', ')}`);
     }
     assert.equal(reasons.filter((r) => r === Reason.StageStarted).length, 3, 'one StageStarted per stage');
-    assert.equal((await listJobs(client, namespace, RUN)).length, 3, 'one Job per stage, no duplicates');
+    assert.deepEqual(
+      (await listJobs(client, namespace, RUN)).map((j) => j.metadata?.name).sort(),
+      [`${RUN}-export-a1`, `${RUN}-export-a2`, `${RUN}-stage1-a1`, `${RUN}-stage2-a1`, `${RUN}-stage3-a1`],
+      'one Job per stage and per export attempt, no duplicates',
+    );
     const mixtureEvent = events.find((e) => e.reason === Reason.MixtureAdjusted);
     assert.match(mixtureEvent?.note ?? '', /scale math ×2 because eval\.math\.loss = 2\.5/);
     assert.equal(mixtureEvent?.regarding?.kind, 'Stage');

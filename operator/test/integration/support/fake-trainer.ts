@@ -15,10 +15,11 @@ import type { StopRequest } from '../../../src/api/control-request.js';
 import { stopRequestKey } from '../../../src/api/control-request.js';
 import { ExitCode } from '../../../src/api/exit-codes.js';
 import type { TrainerSpec } from '../../../src/api/trainer-spec.js';
-import { jobName } from '../../../src/api/types.js';
+import { exportJobName, jobName } from '../../../src/api/types.js';
 import type { KubeClient } from '../../../src/drivers/kube/kube-client.js';
 import { SPEC_FILE, TRAINER_CONTAINER } from '../../../src/reconcile/render-job.js';
 import { commitCheckpoint } from '../../../src/storage/checkpoints.js';
+import { publishExport } from '../../../src/storage/exports.js';
 import { ACCESS_KEY_ENV, createRunStore, SECRET_KEY_ENV } from '../../../src/storage/factory.js';
 import { writeMetrics } from '../../../src/storage/metrics.js';
 import type { ObjectStore } from '../../../src/storage/object-store.js';
@@ -71,6 +72,36 @@ export class FakeTrainer {
     );
   }
 
+  /** Waits until the operator created the run's export Job. */
+  async waitForExportJob(namespace: string, run: string, attempt = 1, timeoutMs = 30_000): Promise<V1Job> {
+    const name = exportJobName(run, attempt);
+    return eventually(
+      () => this.client.batch.readNamespacedJob({ namespace, name }),
+      `Job ${namespace}/${name}`,
+      timeoutMs,
+    );
+  }
+
+  /**
+   * `smolstage export` on fake weights: the files, then EXPORTED naming the spec's resumeFrom
+   * (through the command's own publishExport), then the Job completes. `writeMarker: false`
+   * plays an export that died before its marker.
+   */
+  async runExport(job: V1Job, options: { writeMarker?: boolean } = {}): Promise<TrainerSpec> {
+    const spec = await this.trainerSpec(job);
+    await this.markRunning(job);
+    if (options.writeMarker !== false) {
+      const dir = await mkdtemp(join(tmpdir(), 'fake-export-'));
+      await writeFile(join(dir, 'model.safetensors'), `weights of ${spec.resumeFrom}`);
+      await writeFile(join(dir, 'config.json'), '{"model_type":"llama"}');
+      await writeFile(join(dir, 'tokenizer.json'), '{}');
+      await publishExport(this.storeFor(spec), dir, `${spec.resumeFrom}/`);
+      await rm(dir, { recursive: true, force: true });
+    }
+    await this.markExited(job, ExitCode.Finished);
+    return spec;
+  }
+
   async trainerSpec(job: V1Job): Promise<TrainerSpec> {
     const configMap = await this.client.core.readNamespacedConfigMap({
       namespace: job.metadata?.namespace as string,
@@ -116,7 +147,9 @@ export class FakeTrainer {
         active: 0,
         ready: 0,
         succeeded: completions,
-        completedIndexes: completions === 1 ? '0' : `0-${completions - 1}`,
+        ...(job.spec?.completionMode === 'Indexed'
+          ? { completedIndexes: completions === 1 ? '0' : `0-${completions - 1}` }
+          : {}),
         completionTime: now,
         conditions,
       });
