@@ -127,7 +127,7 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
-/** A `smolstage worker` child process whose JSON log lines are collected as they arrive. */
+/** A `smolstage worker` (or `export`) child process whose JSON log lines are collected as they arrive. */
 export class WorkerProcess {
   readonly logs: LogLine[] = [];
   readonly stderr: string[] = [];
@@ -135,7 +135,13 @@ export class WorkerProcess {
   private readonly child: ChildProcess;
   private readonly waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
 
-  constructor(specPath: string, workDir: string, extraEnv: NodeJS.ProcessEnv = {}) {
+  /** `command` export runs `smolstage export` on the same spec plumbing instead. */
+  constructor(
+    specPath: string,
+    workDir: string,
+    extraEnv: NodeJS.ProcessEnv = {},
+    command: 'worker' | 'export' = 'worker',
+  ) {
     const entry = `import { main } from ${JSON.stringify(join(OPERATOR_ROOT, 'src/cli/main.ts'))}; process.exitCode = await main(process.argv.slice(1));`;
     this.child = spawn(
       process.execPath,
@@ -145,15 +151,12 @@ export class WorkerProcess {
         '--input-type=module',
         '-e',
         entry,
-        'worker',
+        command,
         '--spec',
         specPath,
         '--work-dir',
         workDir,
-        '--metrics-port',
-        '0',
-        '--control-poll-ms',
-        '100',
+        ...(command === 'worker' ? ['--metrics-port', '0', '--control-poll-ms', '100'] : []),
       ],
       {
         cwd: OPERATOR_ROOT,
