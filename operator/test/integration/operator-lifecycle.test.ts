@@ -190,6 +190,7 @@ describe('operator: retries, failure and suspension', () => {
       },
     });
     await trainer.runAttempt(job);
+    await trainer.runExport(await trainer.waitForExportJob(namespace, 'nosecret'));
     await eventually(
       runWhere(client, namespace, 'nosecret', (r) => r.status?.phase === 'Succeeded'),
       'the run to succeed once the Secret exists',

@@ -156,6 +156,8 @@ describe('operator under the least-privilege RBAC manifest', () => {
       const job = await trainer.waitForJob(namespace, 'least', stage);
       await trainer.runAttempt(job);
     }
+    // The export Job's ConfigMap and Job are created and read with the same permissions.
+    await trainer.runExport(await trainer.waitForExportJob(namespace, 'least'));
     await eventually(
       runWhere(client, namespace, 'least', (r) => r.status?.phase === 'Succeeded'),
       'the run to succeed',

@@ -135,6 +135,7 @@ describe('operator restarts (SIGKILL) on the real API server and S3', () => {
     );
     const job3 = await trainer.waitForJob(namespace, RUN, 'stage3');
     await trainer.runAttempt(job3);
+    await trainer.runExport(await trainer.waitForExportJob(namespace, RUN));
     const done = await eventually(
       runWhere(client, namespace, RUN, (r) => r.status?.phase === 'Succeeded'),
       'the run to succeed',
@@ -142,6 +143,7 @@ describe('operator restarts (SIGKILL) on the real API server and S3', () => {
     );
     assert.equal(done.status?.promotions?.length, 3, 'each stage promoted exactly once');
     assert.deepEqual((await listJobs(client, namespace, RUN)).map((j) => j.metadata?.name).sort(), [
+      `${RUN}-export-a1`,
       `${RUN}-stage1-a1`,
       `${RUN}-stage2-a1`,
       `${RUN}-stage3-a1`,
