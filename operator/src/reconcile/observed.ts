@@ -50,6 +50,11 @@ export interface Observed {
    * Drivers read it once every stage has completed.
    */
   exportedCheckpoint?: string;
+  /**
+   * Where the run's objects live, as status and Events show it, ending in `/`: the S3 URI of the
+   * run root in a cluster (`s3://bucket/prefix/namespace/run/`), a directory in local mode.
+   */
+  storageRoot: string;
   /** Current time, ISO 8601. */
   now: string;
 }

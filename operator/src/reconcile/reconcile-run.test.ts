@@ -17,6 +17,7 @@ class ObservedBuilder {
       jobs: [],
       metrics: {},
       checkpoints: {},
+      storageRoot: 's3://runs/smolstage/ns/run/',
       now: NOW,
     };
   }

@@ -673,12 +673,7 @@ class RunReconciler {
 
   /** URI of a run-relative key: `s3://<bucket>/<prefix>/<namespace>/<run>/<key>`. */
   private storageUri(key: string): string {
-    const storage = this.spec.storage;
-    const prefix = storage.prefix.replace(/^\/+|\/+$/g, '');
-    const root = [prefix, this.run.metadata.namespace ?? 'default', this.run.metadata.name]
-      .filter((p) => p !== '')
-      .join('/');
-    return `s3://${storage.bucket}/${root}/${key}`;
+    return `${this.o.storageRoot}${key}`;
   }
 
   private setConditions(phase: RunPhase): void {

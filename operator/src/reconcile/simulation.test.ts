@@ -35,6 +35,7 @@ class FakeCluster {
       metrics: this.metrics,
       checkpoints: this.checkpoints,
       ...(this.exported !== undefined ? { exportedCheckpoint: this.exported } : {}),
+      storageRoot: 's3://sim/smolstage/ml/sim/',
       now: new Date(this.clock).toISOString(),
     });
   }

@@ -5,6 +5,7 @@
  * operator lifetime; a restarted operator re-reads everything, since the store is the truth.
  */
 import type { V1Job } from '@kubernetes/client-node';
+import { withDefaults } from '../../api/defaults.js';
 import type { Stage, TrainingRun } from '../../api/types.js';
 import type { Observed } from '../../reconcile/observed.js';
 import { summarizeJob } from '../../reconcile/render-job.js';
@@ -65,6 +66,20 @@ export async function observeRun(run: TrainingRun, sources: ObserveSources): Pro
     metrics,
     checkpoints,
     ...(exported !== null ? { exportedCheckpoint: exported.checkpoint } : {}),
+    storageRoot: s3RunRoot(run),
     now: new Date().toISOString(),
   };
+}
+
+/**
+ * The run root as an S3 URI for status and Events: `s3://<bucket>/<prefix>/<namespace>/<run>/`.
+ * Formatting only (no validation): an invalid run still gets observed and reported Ready=False.
+ */
+export function s3RunRoot(run: TrainingRun): string {
+  const storage = withDefaults(run.spec).storage;
+  const prefix = storage.prefix.replace(/^\/+|\/+$/g, '');
+  const root = [prefix, run.metadata.namespace ?? 'default', run.metadata.name]
+    .filter((p) => p !== '')
+    .join('/');
+  return `s3://${storage.bucket}/${root}/`;
 }

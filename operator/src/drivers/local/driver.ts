@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { ExitCode } from '../../api/exit-codes.js';
 import type { StorageSpec, TrainerSpec } from '../../api/trainer-spec.js';
-import { Reason, type StageStatus, type TrainingRunStatus } from '../../api/types.js';
+import { Reason, type StageStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
 import type { Action, Decision, Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
@@ -97,7 +97,7 @@ export class LocalDriver {
       const observed = await this.observe();
       const decision = reconcileRun(observed);
       const toStart = await this.act(observed, decision);
-      this.state.run.status = this.localized(decision.runStatus);
+      this.state.run.status = decision.runStatus;
       await writeState(this.statePath(), this.state);
       if (this.stopping) return this.shutDown();
       for (const job of toStart) this.startWorker(job);
@@ -113,24 +113,6 @@ export class LocalDriver {
       this.showProgress();
       await this.sleep(Math.min(this.o.pollMs ?? 1000, (decision.requeueAfterSeconds ?? 3600) * 1000));
     }
-  }
-
-  /** The status with its checkpoint and export URIs (rendered for the cluster's bucket) as paths on this machine. */
-  private localized(status: TrainingRunStatus): TrainingRunStatus {
-    const marker = `/${LOCAL_NAMESPACE}/${this.state.run.metadata.name}/`;
-    const local = (uri: string | undefined) => {
-      const at = uri?.indexOf(marker) ?? -1;
-      return uri === undefined || at < 0 ? uri : join(this.runRootDir(), uri.slice(at + marker.length));
-    };
-    const lastCheckpoint = local(status.lastCheckpoint);
-    const exportUri = local(status.export?.uri);
-    return {
-      ...status,
-      ...(lastCheckpoint !== undefined ? { lastCheckpoint } : {}),
-      ...(status.export !== undefined && exportUri !== undefined
-        ? { export: { ...status.export, uri: exportUri } }
-        : {}),
-    };
   }
 
   statePath(): string {
@@ -167,6 +149,7 @@ export class LocalDriver {
       metrics,
       checkpoints,
       ...(exported !== null ? { exportedCheckpoint: exported.checkpoint } : {}),
+      storageRoot: `${this.runRootDir()}/`,
       now: new Date().toISOString(),
     };
   }
