@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Identical to operator/src/api/trainer-spec.ts ModelConfig. */
+/** The model architecture; the operator's trainer spec (operator/src/api/trainer-spec.ts) uses this type. */
 export interface ModelConfig {
   hiddenSize: number;
   numLayers: number;

@@ -1,3 +1,5 @@
+import type { ModelConfig } from '@smolstage/trainer-native';
+
 /**
  * The trainer spec: the JSON document the operator (or the local driver) renders for one
  * stage attempt and the worker executes. It is fully resolved — presets expanded, mixture
@@ -10,19 +12,8 @@ export const TRAINER_SPEC_VERSION = 'smolstage.dev/trainer-spec/v1';
 /** Environment variable through which a pod hands the worker its spec (inline JSON or a file path). */
 export const TRAINER_SPEC_ENV = 'SMOLSTAGE_TRAINER_SPEC';
 
-export interface ModelConfig {
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  intermediateSize: number;
-  vocabSize: number;
-  ropeTheta: number;
-  rmsNormEps: number;
-  tieEmbeddings: boolean;
-  maxPositionEmbeddings: number;
-  initializerRange: number;
-}
+/** The model architecture: one definition, in the native trainer that validates and builds it. */
+export type { ModelConfig };
 
 export interface StorageSpec {
   /** `s3` for S3/MinIO, `local` for a directory on disk (local mode). */
