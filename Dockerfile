@@ -53,7 +53,7 @@ RUN cd trainer-native \
 RUN mkdir -p /app/operator /app/trainer-native/build/Release \
  && cp -a package.json node_modules /app/ \
  && cp -a operator/package.json operator/bin operator/dist /app/operator/ \
- && cp -a trainer-native/package.json trainer-native/dist /app/trainer-native/ \
+ && cp -a trainer-native/package.json trainer-native/presets.json trainer-native/dist /app/trainer-native/ \
  && cp trainer-native/build/Release/smolstage_trainer.node /app/trainer-native/build/Release/ \
  && find /app/operator/dist -name '*.test.js*' -delete
 

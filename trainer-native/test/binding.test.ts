@@ -3,7 +3,7 @@
  * running), calls on one trainer are serialized, and state survives a save/load through JS.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -57,6 +57,10 @@ describe('presets and config validation', () => {
       initializerRange: 0.02,
     });
     assert.ok(presetNames().includes('tiny-gqa'));
+    // presets.json is the one source: the embedded copy the addon parses equals the file.
+    const file = JSON.parse(readFileSync(new URL('../presets.json', import.meta.url), 'utf8'));
+    assert.deepEqual(presetNames(), Object.keys(file.presets));
+    for (const name of presetNames()) assert.deepEqual(presetConfig(name), file.presets[name], name);
     assert.throws(() => presetConfig('gpt2'), /unknown model preset 'gpt2'; valid presets: smollm2-135m/);
   });
 

@@ -1,47 +1,31 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { PRESETS, resolveModel } from './presets.js';
-
-const NATIVE_PRESETS = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '../../../trainer-native/src/core/config.cpp',
-);
-
-/** The preset rows of the native trainer: `{"name", make(hidden, layers, heads, kv, ffn, theta, maxPos, initRange)}`. */
-function nativePresets(): Map<string, number[]> {
-  const source = readFileSync(NATIVE_PRESETS, 'utf8');
-  const rows = new Map<string, number[]>();
-  for (const m of source.matchAll(/\{"([^"]+)",\s*make\(([^)]*)\)\}/g)) {
-    rows.set(m[1] as string, (m[2] as string).split(',').map(Number));
-  }
-  return rows;
-}
+import { MODEL_PRESETS } from './types.js';
 
 describe('model presets', () => {
-  it('match the native trainer’s presetConfig table (trainer-native/src/core/config.cpp)', () => {
-    const native = nativePresets();
-    assert.deepEqual([...native.keys()].sort(), Object.keys(PRESETS).sort());
-    for (const [name, [hidden, layers, heads, kv, ffn, theta, maxPos, initRange]] of native) {
-      const c = PRESETS[name as keyof typeof PRESETS];
-      assert.deepEqual(
-        [
-          c.hiddenSize,
-          c.numLayers,
-          c.numHeads,
-          c.numKvHeads,
-          c.intermediateSize,
-          c.ropeTheta,
-          c.maxPositionEmbeddings,
-          c.initializerRange,
-        ],
-        [hidden, layers, heads, kv, ffn, theta, maxPos, initRange],
-        name,
-      );
-      assert.deepEqual([c.vocabSize, c.rmsNormEps, c.tieEmbeddings], [49152, 1e-5, true], name);
-    }
+  // The native side of the same file (the binding's presetConfig for every row) is checked in
+  // trainer-native/test/binding.test.ts and, with hard-coded SmolLM2 numbers, in tests/test_config.cpp.
+  it('are the rows of trainer-native/presets.json, resolved as a package file, one per MODEL_PRESETS name', () => {
+    const file = createRequire(import.meta.url).resolve('@smolstage/trainer-native/presets.json');
+    const rows = JSON.parse(readFileSync(file, 'utf8')).presets as Record<string, unknown>;
+    assert.deepEqual(PRESETS, rows);
+    assert.deepEqual(Object.keys(rows), [...MODEL_PRESETS]);
+    assert.deepEqual(PRESETS['smollm2-135m'], {
+      hiddenSize: 576,
+      numLayers: 30,
+      numHeads: 9,
+      numKvHeads: 3,
+      intermediateSize: 1536,
+      vocabSize: 49152,
+      ropeTheta: 100000,
+      rmsNormEps: 1e-5,
+      tieEmbeddings: true,
+      maxPositionEmbeddings: 8192,
+      initializerRange: 0.041666666666666664,
+    });
   });
 
   const table: [string, Parameters<typeof resolveModel>[0], RegExp | null][] = [

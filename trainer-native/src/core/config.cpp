@@ -4,42 +4,52 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/json.h"
+#include "core/presets_json.h"
+
 namespace smolstage {
 namespace {
 
 struct Preset {
-  const char* name;
+  std::string name;
   ModelConfig config;
 };
 
-ModelConfig make(int hidden, int layers, int heads, int kv, int ffn, double theta, int max_pos,
-                 double init_range) {
-  ModelConfig c;
-  c.hidden_size = hidden;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = kv;
-  c.intermediate_size = ffn;
-  c.vocab_size = 49152;
-  c.rope_theta = theta;
-  c.rms_norm_eps = 1e-5;
-  c.tie_embeddings = true;
-  c.max_position_embeddings = max_pos;
-  c.initializer_range = init_range;
-  return c;
+// The presets come from trainer-native/presets.json (embedded at build time, see
+// presets_json.h.in), the same file the operator reads, so the two can never disagree.
+std::vector<Preset> parse_presets() {
+  const Json doc = parse_json(kPresetsJson, "presets.json");
+  const Json* list = doc.find("presets");
+  if (!list || list->kind != Json::Kind::Object) throw std::logic_error("presets.json: no \"presets\" object");
+  std::vector<Preset> out;
+  for (const auto& [name, entry] : list->object) {
+    auto field = [&, name = name](const char* key, Json::Kind kind) -> const Json& {
+      const Json* v = entry.find(key);
+      if (!v || v->kind != kind)
+        throw std::logic_error("presets.json: preset '" + name + "' lacks a valid " + key);
+      return *v;
+    };
+    auto number = [&](const char* key) { return field(key, Json::Kind::Number).number; };
+    auto integer = [&](const char* key) { return static_cast<int>(number(key)); };
+    ModelConfig c;
+    c.hidden_size = integer("hiddenSize");
+    c.num_layers = integer("numLayers");
+    c.num_heads = integer("numHeads");
+    c.num_kv_heads = integer("numKvHeads");
+    c.intermediate_size = integer("intermediateSize");
+    c.vocab_size = integer("vocabSize");
+    c.rope_theta = number("ropeTheta");
+    c.rms_norm_eps = number("rmsNormEps");
+    c.tie_embeddings = field("tieEmbeddings", Json::Kind::Bool).boolean;
+    c.max_position_embeddings = integer("maxPositionEmbeddings");
+    c.initializer_range = number("initializerRange");
+    out.push_back({name, c});
+  }
+  return out;
 }
 
-// The SmolLM2 rows are the released Hugging Face configs. The tiny presets keep the SmolLM2
-// vocabulary so they train on the same token shards, only with far fewer, narrower layers.
 const std::vector<Preset>& presets() {
-  static const std::vector<Preset> list = {
-      {"smollm2-135m", make(576, 30, 9, 3, 1536, 100000.0, 8192, 0.041666666666666664)},
-      {"smollm2-360m", make(960, 32, 15, 5, 2560, 100000.0, 8192, 0.02)},
-      {"smollm2-1.7b", make(2048, 24, 32, 32, 8192, 130000.0, 8192, 0.02)},
-      {"tiny", make(64, 2, 4, 4, 256, 10000.0, 2048, 0.02)},
-      {"tiny-gqa", make(128, 4, 4, 2, 384, 10000.0, 2048, 0.02)},
-      {"small", make(256, 6, 8, 2, 768, 10000.0, 2048, 0.02)},
-  };
+  static const std::vector<Preset> list = parse_presets();
   return list;
 }
 
