@@ -1,20 +1,43 @@
 /**
- * The TrainingRun and Stage CustomResourceDefinitions, written once here and rendered to
- * `crds/*.yaml` by `generate-crds.ts` (crd-sync.test.ts fails when the committed YAML, these
- * schemas, the TypeScript types or the defaults drift apart). Everything the structural
- * schema and CEL can say is said here; the rest is in validate.ts.
+ * The TrainingRun and Stage API, declared once: each node below is the CRD's structural schema
+ * (rendered to `crds/*.yaml` by generate-crds.ts) and, through the typed helpers of
+ * schema-builder.ts, the TypeScript types (types.ts), the defaults (defaults.ts) and the
+ * validator local mode shares with the API server (admission.ts). Everything the structural
+ * schema and CEL can say is said here; rules across fields that need code are in validate.ts.
  */
-import { SPEC_DEFAULTS } from './defaults.js';
 import { QUANTITY_PATTERN } from './quantity.js';
+import {
+  arr,
+  bool,
+  celString,
+  dflt,
+  type Extra,
+  int,
+  map,
+  matching,
+  num,
+  obj,
+  oneOf,
+  type Schema,
+  type Sch,
+  str,
+  typed,
+  type ValidationRule,
+} from './schema-builder.js';
 import {
   API_VERSION,
   CATEGORY,
+  type ConditionType,
   DECAY_SHAPES,
   EXPORT_PHASES,
   GROUP,
   IMAGE_PULL_POLICIES,
   MODEL_PRESETS,
   NameLimits,
+  type ObjectMeta,
+  PROMOTION_REASONS,
+  type Quantity,
+  RESERVED_STAGE_NAMES,
   RUN_PHASES,
   STAGE_PHASES,
   StageKind,
@@ -22,41 +45,7 @@ import {
   VERSION,
 } from './types.js';
 
-export interface Schema {
-  type?: 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
-  description?: string;
-  properties?: Record<string, Schema>;
-  additionalProperties?: Schema;
-  items?: Schema;
-  required?: string[];
-  enum?: unknown[];
-  default?: unknown;
-  pattern?: string;
-  minimum?: number;
-  maximum?: number;
-  exclusiveMinimum?: boolean;
-  exclusiveMaximum?: boolean;
-  minLength?: number;
-  maxLength?: number;
-  minItems?: number;
-  maxItems?: number;
-  minProperties?: number;
-  maxProperties?: number;
-  anyOf?: Schema[];
-  'x-kubernetes-int-or-string'?: boolean;
-  'x-kubernetes-validations'?: ValidationRule[];
-  'x-kubernetes-preserve-unknown-fields'?: boolean;
-  'x-kubernetes-list-type'?: string;
-  'x-kubernetes-list-map-keys'?: string[];
-}
-
-export interface ValidationRule {
-  rule: string;
-  message?: string;
-  messageExpression?: string;
-  fieldPath?: string;
-  reason?: string;
-}
+export type { Schema, ValidationRule };
 
 const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
@@ -65,74 +54,46 @@ const URI_HELP = 'an s3://bucket/path URI or an absolute path';
 const METRIC = '^(train\\.[a-zA-Z_]+|eval\\.[a-z0-9]([-a-z0-9_]*[a-z0-9])?\\.[a-z_]+)$';
 const K8S_QUANTITY = '^[+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i?|[munkMGTPE])?$';
 
-type Extra = Omit<Schema, 'type' | 'description'>;
-
-/** A pattern checked by CEL so the rejection explains itself instead of quoting a regex. */
-const matching = (pattern: string, message: string): Pick<Schema, 'x-kubernetes-validations'> => ({
-  'x-kubernetes-validations': [{ rule: `self.matches('${pattern.replaceAll('\\', '\\\\')}')`, message }],
-});
+const RESERVED = `[${RESERVED_STAGE_NAMES.map((n) => `'${n}'`).join(', ')}]`;
 const NAME_HELP = "lowercase letters, digits and '-', starting and ending with a letter or digit";
 const URI_MESSAGE = 'must be an s3://bucket/path URI or an absolute path';
 
-function withDefault(schema: Schema, path: string | undefined): Schema {
-  if (path === undefined) return schema;
-  const entry = SPEC_DEFAULTS.find(([p]) => p === path);
-  if (entry === undefined) throw new Error(`no default declared for spec.${path}`);
-  return { ...schema, default: entry[1] };
-}
+/** A location: s3://bucket/key or an absolute path, with no '..' segment to climb out of it. */
+const uri = (description: string) =>
+  str(description, {
+    maxLength: 1024,
+    'x-kubernetes-validations': [
+      { rule: `self.matches('${celString(URI)}')`, message: URI_MESSAGE },
+      {
+        rule: "!self.split('/').exists(s, s == '..')",
+        messageExpression: "self + ' must not contain a .. segment'",
+      },
+    ],
+  });
 
-const str = (description: string, extra: Extra = {}): Schema => ({ type: 'string', description, ...extra });
-const int = (description: string, extra: Extra = {}): Schema => ({
-  type: 'integer',
-  description,
-  ...extra,
-});
-const num = (description: string, extra: Extra = {}): Schema => ({ type: 'number', description, ...extra });
-const bool = (description: string, extra: Extra = {}): Schema => ({ type: 'boolean', description, ...extra });
-const obj = (description: string, properties: Record<string, Schema>, extra: Extra = {}): Schema => ({
-  type: 'object',
-  description,
-  properties,
-  ...extra,
-});
-const arr = (description: string, items: Schema, extra: Extra = {}): Schema => ({
-  type: 'array',
-  description,
-  items,
-  ...extra,
-});
-const map = (description: string, values: Schema, extra: Extra = {}): Schema => ({
-  type: 'object',
-  description,
-  additionalProperties: values,
-  ...extra,
-});
-
-/** A spec field whose default comes from SPEC_DEFAULTS. */
-const dflt = (path: string, schema: Schema): Schema => withDefault(schema, path);
-
-const quantity = (description: string, rules: ValidationRule[] = []): Schema => ({
-  description: `${description} An integer or a number with a K, M, B or T suffix (6T, 75B, 500M).`,
-  'x-kubernetes-int-or-string': true,
-  maxLength: 24,
-  'x-kubernetes-validations': [
-    {
-      rule: `type(self) == int ? self >= 0 : (self.matches('${QUANTITY_PATTERN.replaceAll('\\', '\\\\')}'))`,
-      messageExpression: `string(self) + ' is not a token quantity; write an integer or a number with K, M, B or T (e.g. 6T, 75B, 500M)'`,
-    },
-    ...rules,
-  ],
-});
+const quantity = (description: string, rules: ValidationRule[] = []): Sch<Quantity> =>
+  typed<Quantity>({
+    description: `${description} An integer or a number with a K, M, B or T suffix (6T, 75B, 500M).`,
+    'x-kubernetes-int-or-string': true,
+    maxLength: 24,
+    'x-kubernetes-validations': [
+      {
+        rule: `type(self) == int ? self >= 0 : (self.matches('${celString(QUANTITY_PATTERN)}'))`,
+        messageExpression: `string(self) + ' is not a token quantity; write an integer or a number with K, M, B or T (e.g. 6T, 75B, 500M)'`,
+      },
+      ...rules,
+    ],
+  });
 const positive: ValidationRule = {
   rule: "type(self) == int ? self > 0 : !self.matches('^0*(\\\\.0*)?[KMBT]?$')",
   message: 'must be a positive number of tokens',
 };
 
 const datasetName = str('Name of a dataset declared in spec.datasets.', { maxLength: NameLimits.dataset });
-const weights = (description: string, extra: Extra = {}): Schema =>
+const weights = (description: string, extra: Extra = {}) =>
   map(description, num('Value for this dataset.', extra), { maxProperties: 64 });
 
-const comparatorProps: Record<string, Schema> = {
+const comparatorProps = {
   metric: str(
     'Metric name: train.loss, eval.<dataset>.loss, eval.<task>.acc or eval.<task>.acc_norm (as written by the worker).',
     {
@@ -153,12 +114,12 @@ const exactlyOneComparator: ValidationRule = {
   messageExpression:
     "'condition on ' + self.metric + ' must set exactly one of above, atLeast, below or atMost'",
 };
-const comparison = (description: string): Schema =>
+const comparison = (description: string) =>
   obj(description, comparatorProps, {
     required: ['metric'],
     'x-kubernetes-validations': [exactlyOneComparator],
   });
-const promotionCondition = obj(
+export const promotionCondition = obj(
   'A metric threshold. It only counts once the stage has trained afterTokens tokens.',
   {
     ...comparatorProps,
@@ -167,7 +128,7 @@ const promotionCondition = obj(
   { required: ['metric'], 'x-kubernetes-validations': [exactlyOneComparator] },
 );
 
-const stageTemplateProps: Record<string, Schema> = {
+const stageTemplateProps = {
   name: str('Stage name, unique in the run; used in object names, labels and storage keys.', {
     maxLength: NameLimits.stage,
     ...matching(DNS_LABEL, `stage names use ${NAME_HELP}`),
@@ -261,7 +222,7 @@ const stageTemplateProps: Record<string, Schema> = {
   ),
 };
 
-const stageTemplate = obj('A stage of the run.', stageTemplateProps, {
+export const stageTemplate = obj('A stage of the run.', stageTemplateProps, {
   required: ['name', 'tokens', 'mixture'],
   'x-kubernetes-validations': [
     {
@@ -275,11 +236,13 @@ const toleration = obj(
   'A Kubernetes toleration for the trainer pods.',
   {
     key: str('Taint key; empty with operator Exists matches all taints.', { maxLength: 316 }),
-    operator: str('Exists or Equal (default Equal).', { enum: ['Exists', 'Equal'] }),
+    operator: oneOf('Exists or Equal (default Equal).', ['Exists', 'Equal']),
     value: str('Taint value for operator Equal.', { maxLength: 63 }),
-    effect: str('Taint effect to match; empty matches all.', {
-      enum: ['NoSchedule', 'PreferNoSchedule', 'NoExecute'],
-    }),
+    effect: oneOf('Taint effect to match; empty matches all.', [
+      'NoSchedule',
+      'PreferNoSchedule',
+      'NoExecute',
+    ]),
     tolerationSeconds: int('For NoExecute: how long the pod stays bound after the taint appears.'),
   },
   {
@@ -292,20 +255,20 @@ const toleration = obj(
   },
 );
 
-const resourceList = (description: string): Schema =>
+const resourceList = (description: string) =>
   map(
     description,
-    {
+    typed<string | number>({
       description: 'A Kubernetes quantity (e.g. 64Gi, 16, 500m).',
       'x-kubernetes-int-or-string': true,
       maxLength: 64,
       'x-kubernetes-validations': [
         {
-          rule: `type(self) == int || self.matches('${K8S_QUANTITY.replaceAll('\\', '\\\\')}')`,
+          rule: `type(self) == int || self.matches('${celString(K8S_QUANTITY)}')`,
           message: 'must be a Kubernetes quantity such as 64Gi, 16 or 500m',
         },
       ],
-    },
+    }),
     {
       maxProperties: 16,
       'x-kubernetes-validations': [
@@ -317,19 +280,19 @@ const resourceList = (description: string): Schema =>
     },
   );
 
-const runSpec = obj(
+export const runSpec = obj(
   'What to train and how: model, data, stages and the pods that run them.',
   {
     suspend: dflt(
-      'suspend',
       bool(
         'True stops the trainer pods (each commits a checkpoint inside its grace period); false resumes from that checkpoint.',
       ),
+      false,
     ),
     model: obj(
       'The model architecture and its initialization.',
       {
-        preset: str('A named architecture; fields in config override it.', { enum: [...MODEL_PRESETS] }),
+        preset: oneOf('A named architecture; fields in config override it.', MODEL_PRESETS),
         config: obj('Explicit architecture fields (all of them when no preset is given).', {
           hiddenSize: int('Hidden size.', { minimum: 8 }),
           numLayers: int('Number of transformer layers.', { minimum: 1 }),
@@ -349,10 +312,7 @@ const runSpec = obj(
         initFrom: obj(
           'Initialize from Hugging Face safetensors instead of random weights.',
           {
-            uri: str(`Directory of the model: ${URI_HELP}.`, {
-              maxLength: 1024,
-              ...matching(URI, URI_MESSAGE),
-            }),
+            uri: uri(`Directory of the model: ${URI_HELP}.`),
           },
           { required: ['uri'] },
         ),
@@ -366,10 +326,7 @@ const runSpec = obj(
     tokenizer: obj(
       'The tokenizer (Hugging Face tokenizer.json) the datasets were prepared with.',
       {
-        uri: str(`Location of tokenizer.json: ${URI_HELP}.`, {
-          maxLength: 1024,
-          ...matching(URI, URI_MESSAGE),
-        }),
+        uri: uri(`Location of tokenizer.json: ${URI_HELP}.`),
       },
       { required: ['uri'] },
     ),
@@ -390,9 +347,8 @@ const runSpec = obj(
             'bucket names are 3-63 lowercase letters, digits, dots and hyphens',
           ),
         }),
-        region: dflt('storage.region', str('Region sent in signatures.', { maxLength: 64 })),
+        region: dflt(str('Region sent in signatures.', { maxLength: 64 }), 'us-east-1'),
         prefix: dflt(
-          'storage.prefix',
           str('Key prefix; the run lives under <prefix>/<namespace>/<run>/.', {
             pattern: '^[A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*/?$',
             maxLength: 256,
@@ -403,18 +359,19 @@ const runSpec = obj(
               },
             ],
           }),
+          'smolstage',
         ),
         credentialsSecret: obj(
           'A Secret in the run’s namespace with the access keys; handed to the trainer pods as environment variables (secretKeyRef) and read by the operator to observe metrics and checkpoints and to write stop requests; never copied into status, logs or the trainer spec.',
           {
             name: str('Secret name.', { pattern: DNS_SUBDOMAIN, maxLength: 253 }),
             accessKeyKey: dflt(
-              'storage.credentialsSecret.accessKeyKey',
               str('Key of the access key id.', { pattern: '^[-._a-zA-Z0-9]+$', maxLength: 253 }),
+              'accessKey',
             ),
             secretKeyKey: dflt(
-              'storage.credentialsSecret.secretKeyKey',
               str('Key of the secret access key.', { pattern: '^[-._a-zA-Z0-9]+$', maxLength: 253 }),
+              'secretKey',
             ),
           },
           { required: ['name'] },
@@ -427,10 +384,7 @@ const runSpec = obj(
       obj(
         'One dataset.',
         {
-          uri: str(`Directory holding manifest.json: ${URI_HELP}.`, {
-            maxLength: 1024,
-            ...matching(URI, URI_MESSAGE),
-          }),
+          uri: uri(`Directory holding manifest.json: ${URI_HELP}.`),
         },
         { required: ['uri'] },
       ),
@@ -449,27 +403,21 @@ const runSpec = obj(
       'The pods that train each stage attempt: one Indexed Job, a pod per node.',
       {
         image: str('Trainer image (runs `smolstage worker`).', { pattern: '^\\S+$', maxLength: 512 }),
-        imagePullPolicy: dflt(
-          'trainer.imagePullPolicy',
-          str('Image pull policy.', { enum: [...IMAGE_PULL_POLICIES] }),
-        ),
+        imagePullPolicy: dflt(oneOf('Image pull policy.', IMAGE_PULL_POLICIES), 'IfNotPresent'),
         imagePullSecrets: arr(
           'Names of Secrets for pulling the image.',
           str('Secret name.', { pattern: DNS_SUBDOMAIN, maxLength: 253 }),
           { maxItems: 8 },
         ),
         serviceAccountName: str('Service account of the pods.', { pattern: DNS_SUBDOMAIN, maxLength: 253 }),
-        nodes: dflt(
-          'trainer.nodes',
-          int('Nodes (pods) per attempt.', { minimum: 1, maximum: NameLimits.maxNodes }),
-        ),
+        nodes: dflt(int('Nodes (pods) per attempt.', { minimum: 1, maximum: NameLimits.maxNodes }), 1),
         gpusPerNode: dflt(
-          'trainer.gpusPerNode',
           int('nvidia.com/gpu per pod; 0 runs the CPU backend.', { minimum: 0, maximum: 16 }),
+          1,
         ),
         cpuThreads: dflt(
-          'trainer.cpuThreads',
           int('CPU backend threads; 0 uses every core the pod sees.', { minimum: 0, maximum: 1024 }),
+          0,
         ),
         resources: obj('Requests and limits besides the GPU (memory, cpu, ephemeral-storage).', {
           limits: resourceList('Limits.'),
@@ -485,23 +433,23 @@ const runSpec = obj(
           { pattern: DNS_SUBDOMAIN, maxLength: 253 },
         ),
         maxRetries: dflt(
-          'trainer.maxRetries',
           int('Failed attempts a stage may retry before the run fails.', {
             minimum: 0,
             maximum: NameLimits.maxAttempts - 1,
           }),
+          3,
         ),
         retryBackoffSeconds: dflt(
-          'trainer.retryBackoffSeconds',
           int('Delay before the first retry; doubles per failed attempt.', { minimum: 0, maximum: 86400 }),
+          30,
         ),
         maxRetryBackoffSeconds: dflt(
-          'trainer.maxRetryBackoffSeconds',
           int('Upper bound of the retry delay.', { minimum: 0, maximum: 86400 }),
+          600,
         ),
         terminationGracePeriodSeconds: dflt(
-          'trainer.terminationGracePeriodSeconds',
           int('Time a pod gets after SIGTERM to commit a checkpoint.', { minimum: 1, maximum: 3600 }),
+          120,
         ),
       },
       { required: ['image'] },
@@ -510,17 +458,14 @@ const runSpec = obj(
       'Batch geometry.',
       {
         sequenceLength: dflt(
-          'batch.sequenceLength',
           int('Tokens per sequence (a stage may override it).', { minimum: 16, maximum: 131072 }),
+          2048,
         ),
         globalBatchTokens: int(
           'Tokens per optimizer step across all devices; constant for the whole run, so steps and tokens convert exactly.',
           { minimum: 1 },
         ),
-        microBatchSize: dflt(
-          'batch.microBatchSize',
-          int('Sequences per device per forward pass.', { minimum: 1, maximum: 4096 }),
-        ),
+        microBatchSize: dflt(int('Sequences per device per forward pass.', { minimum: 1, maximum: 4096 }), 1),
       },
       { required: ['globalBatchTokens'] },
     ),
@@ -529,25 +474,23 @@ const runSpec = obj(
       {
         lr: num('Peak learning rate.', { minimum: 0, exclusiveMinimum: true, maximum: 1 }),
         betas: dflt(
-          'optimizer.betas',
-          arr('β1 and β2.', num('A beta in [0, 1).', { minimum: 0, maximum: 1, exclusiveMaximum: true }), {
-            minItems: 2,
-            maxItems: 2,
-          }),
+          typed<[number, number]>(
+            arr('β1 and β2.', num('A beta in [0, 1).', { minimum: 0, maximum: 1, exclusiveMaximum: true }), {
+              minItems: 2,
+              maxItems: 2,
+            }),
+          ),
+          [0.9, 0.95],
         ),
-        eps: dflt('optimizer.eps', num('Epsilon.', { minimum: 0, exclusiveMinimum: true })),
-        weightDecay: dflt('optimizer.weightDecay', num('Decoupled weight decay.', { minimum: 0 })),
-        gradClip: dflt(
-          'optimizer.gradClip',
-          num('Global gradient-norm clip; 0 disables it.', { minimum: 0 }),
-        ),
+        eps: dflt(num('Epsilon.', { minimum: 0, exclusiveMinimum: true }), 1e-8),
+        weightDecay: dflt(num('Decoupled weight decay.', { minimum: 0 }), 0.01),
+        gradClip: dflt(num('Global gradient-norm clip; 0 disables it.', { minimum: 0 }), 1.0),
       },
       { required: ['lr'] },
     ),
     schedule: dflt(
-      'schedule',
       obj('One warmup-stable-decay (WSD) learning-rate schedule over the whole run, in optimizer steps.', {
-        warmupSteps: dflt('schedule.warmupSteps', int('Linear warmup steps from 0.', { minimum: 0 })),
+        warmupSteps: dflt(int('Linear warmup steps from 0.', { minimum: 0 }), 0),
         decay: obj(
           'The decay phase; without it the LR stays at its peak after warmup.',
           {
@@ -559,39 +502,38 @@ const runSpec = obj(
               'The last stage the decay spans (default startsAtStage); the decay lasts the planned steps of those stages.',
               { maxLength: NameLimits.stage, ...matching(DNS_LABEL, `stage names use ${NAME_HELP}`) },
             ),
-            shape: dflt('schedule.decay.shape', str('Decay curve.', { enum: [...DECAY_SHAPES] })),
-            minLr: dflt('schedule.decay.minLr', num('LR at the end of the decay.', { minimum: 0 })),
+            shape: dflt(oneOf('Decay curve.', DECAY_SHAPES), 'linear'),
+            minLr: dflt(num('LR at the end of the decay.', { minimum: 0 }), 0),
           },
           { required: ['startsAtStage'] },
         ),
       }),
+      {},
     ),
     checkpoint: dflt(
-      'checkpoint',
       obj('Checkpoint cadence and retention.', {
-        everySteps: dflt('checkpoint.everySteps', int('Steps between checkpoints.', { minimum: 1 })),
+        everySteps: dflt(int('Steps between checkpoints.', { minimum: 1 }), 1000),
         keepLast: dflt(
-          'checkpoint.keepLast',
           int('Committed checkpoints kept per stage (stage ends are always kept).', { minimum: 1 }),
+          3,
         ),
       }),
+      {},
     ),
     evaluation: dflt(
-      'evaluation',
       obj('What the worker evaluates and how often.', {
-        everySteps: dflt('evaluation.everySteps', int('Steps between evaluations.', { minimum: 1 })),
+        everySteps: dflt(int('Steps between evaluations.', { minimum: 1 }), 1000),
         heldOutLoss: dflt(
-          'evaluation.heldOutLoss',
           arr('Declared datasets whose held-out loss is measured (eval.<dataset>.loss).', datasetName, {
             maxItems: 64,
           }),
+          [],
         ),
         heldOutSequences: dflt(
-          'evaluation.heldOutSequences',
           int('Sequences per held-out loss evaluation.', { minimum: 1, maximum: 1000000 }),
+          64,
         ),
         tasks: dflt(
-          'evaluation.tasks',
           arr(
             'Multiple-choice tasks (eval.<task>.acc, eval.<task>.acc_norm).',
             obj(
@@ -601,10 +543,7 @@ const runSpec = obj(
                   maxLength: 40,
                   ...matching(DNS_LABEL, `task names use ${NAME_HELP}`),
                 }),
-                uri: str(`Location of the JSONL file: ${URI_HELP}.`, {
-                  maxLength: 1024,
-                  ...matching(URI, URI_MESSAGE),
-                }),
+                uri: uri(`Location of the JSONL file: ${URI_HELP}.`),
               },
               { required: ['name', 'uri'] },
             ),
@@ -618,27 +557,29 @@ const runSpec = obj(
               ],
             },
           ),
+          [],
         ),
       }),
+      {},
     ),
     lossGuard: dflt(
-      'lossGuard',
       obj(
         'Rewind on loss spikes (NaN, or above spikeFactor × the moving average) and skip the data window.',
         {
           spikeFactor: dflt(
-            'lossGuard.spikeFactor',
             num('Spike threshold relative to the moving average.', { minimum: 1, exclusiveMinimum: true }),
+            3,
           ),
-          window: dflt('lossGuard.window', int('Steps in the moving average.', { minimum: 1 })),
+          window: dflt(int('Steps in the moving average.', { minimum: 1 }), 100),
           maxRewinds: dflt(
-            'lossGuard.maxRewinds',
             int('Rewinds allowed before the attempt fails (LossGuardFailed, not retried).', { minimum: 0 }),
+            3,
           ),
         },
       ),
+      {},
     ),
-    seed: dflt('seed', int('Seed of initialization and data sampling.', { minimum: 0 })),
+    seed: dflt(int('Seed of initialization and data sampling.', { minimum: 0 }), 1234),
     stages: arr('The stages, run in order.', stageTemplate, {
       minItems: 1,
       maxItems: 32,
@@ -648,11 +589,17 @@ const runSpec = obj(
           message: 'stage names must be unique',
         },
         {
-          rule: '!has(self[0].adjust)',
+          rule: `!self.exists(s, s.name in ${RESERVED})`,
+          messageExpression: `'the stage name ' + self.filter(s, s.name in ${RESERVED})[0].name + ' is reserved for the export Job; rename the stage'`,
+        },
+        // `self.map(s, has(s.f))[0]` rather than `has(self[0].f)`: cel-js only takes has() on a
+        // field selected from a name, and the API server accepts both.
+        {
+          rule: 'self.size() == 0 || !self.map(s, has(s.adjust))[0]',
           message: 'the first stage cannot have adjust rules: there are no metrics before it',
         },
         {
-          rule: '!has(self[0].startFrom)',
+          rule: 'self.size() == 0 || !self.map(s, has(s.startFrom))[0]',
           message: 'the first stage cannot have startFrom: there is no earlier stage',
         },
       ],
@@ -663,12 +610,14 @@ const runSpec = obj(
     'x-kubernetes-validations': [
       {
         rule: 'self.stages.all(s, s.mixture.all(k, k in self.datasets))',
-        message: 'every stage mixture key must name a dataset declared in spec.datasets',
+        messageExpression:
+          "'every stage mixture key must name a dataset declared in spec.datasets; stage ' + self.stages.filter(s, !s.mixture.all(k, k in self.datasets))[0].name + ' names ' + self.stages.filter(s, !s.mixture.all(k, k in self.datasets))[0].mixture.filter(k, !(k in self.datasets))[0]",
         fieldPath: '.stages',
       },
       {
         rule: 'self.stages.all(s, !has(s.adjust) || s.adjust.all(r, (!has(r.set) || r.set.all(k, k in self.datasets)) && (!has(r.scale) || r.scale.all(k, k in self.datasets)) && (!has(r.add) || r.add.all(k, k in self.datasets))))',
-        message: 'adjust rules must only name datasets declared in spec.datasets',
+        messageExpression:
+          "'adjust rules must only name datasets declared in spec.datasets; stage ' + self.stages.filter(s, has(s.adjust) && !s.adjust.all(r, (!has(r.set) || r.set.all(k, k in self.datasets)) && (!has(r.scale) || r.scale.all(k, k in self.datasets)) && (!has(r.add) || r.add.all(k, k in self.datasets))))[0].name + ' names one that is not'",
         fieldPath: '.stages',
       },
       {
@@ -691,7 +640,8 @@ const runSpec = obj(
       },
       {
         rule: 'self.stages.all(s, !has(s.startFrom) || (s.startFrom.stage != s.name && self.stages.exists(t, t.name == s.startFrom.stage)))',
-        message: 'startFrom.stage must name another stage of this run',
+        messageExpression:
+          "'startFrom.stage must name another stage of this run; stage ' + self.stages.filter(s, has(s.startFrom) && (s.startFrom.stage == s.name || !self.stages.exists(t, t.name == s.startFrom.stage)))[0].name + ' names ' + self.stages.filter(s, has(s.startFrom) && (s.startFrom.stage == s.name || !self.stages.exists(t, t.name == s.startFrom.stage)))[0].startFrom.stage",
         fieldPath: '.stages',
       },
       {
@@ -703,11 +653,11 @@ const runSpec = obj(
   },
 );
 
-const condition = obj(
+export const condition = obj(
   'A standard Kubernetes condition.',
   {
-    type: str('Ready, Progressing, Promoted, Suspended or Failed.', { maxLength: 316 }),
-    status: str('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
+    type: typed<ConditionType>(str('Ready, Progressing, Promoted, Suspended or Failed.', { maxLength: 316 })),
+    status: oneOf('True, False or Unknown.', ['True', 'False', 'Unknown']),
     reason: str('Machine-readable reason (CamelCase).', { maxLength: 1024 }),
     message: str('Human-readable details.', { maxLength: 32768 }),
     lastTransitionTime: str('When the status last changed.', { maxLength: 64 }),
@@ -716,8 +666,8 @@ const condition = obj(
   { required: ['type', 'status', 'reason', 'message', 'lastTransitionTime'] },
 );
 
-const metricMap = (description: string): Schema => map(description, num('Metric value.'));
-const checkpointRef = (description: string): Schema =>
+const metricMap = (description: string) => map(description, num('Metric value.'));
+const checkpointRef = (description: string) =>
   obj(
     description,
     {
@@ -727,20 +677,19 @@ const checkpointRef = (description: string): Schema =>
     },
     { required: ['step', 'tokens', 'path'] },
   );
-const observation = obj(
+export const observation = obj(
   'A metric value compared with a threshold.',
   {
     metric: str('Metric name.'),
     value: num('Observed value.'),
-    comparator: str('above, atLeast, below or atMost.', { enum: ['above', 'atLeast', 'below', 'atMost'] }),
+    comparator: oneOf('above, atLeast, below or atMost.', ['above', 'atLeast', 'below', 'atMost']),
     threshold: num('Threshold from the spec.'),
   },
   { required: ['metric', 'value', 'comparator', 'threshold'] },
 );
-const promotionReasons = ['TokenBudgetReached', 'MetricThresholdMet', 'MaxTokensReached'];
 
-const stageStatus = obj('Observed state of the stage, written by the operator.', {
-  phase: str('Pending, Running, Stopping, Completed or Failed.', { enum: [...STAGE_PHASES] }),
+export const stageStatus = obj('Observed state of the stage, written by the operator.', {
+  phase: oneOf('Pending, Running, Stopping, Completed or Failed.', STAGE_PHASES),
   observedGeneration: int('The Stage generation last acted upon.'),
   attempt: int('Current attempt (1-based); 0 before the first launch.'),
   failedAttempts: int('Attempts that failed and were (or will be) retried.'),
@@ -759,7 +708,7 @@ const stageStatus = obj('Observed state of the stage, written by the operator.',
       {
         rule: int('Index of the rule in spec.adjust.'),
         dataset: str('Dataset whose weight changed.'),
-        action: str('set, scale or add.', { enum: ['set', 'scale', 'add'] }),
+        action: oneOf('set, scale or add.', ['set', 'scale', 'add']),
         operand: num('The rule’s value for this dataset.'),
         trigger: observation,
       },
@@ -784,7 +733,7 @@ const stageStatus = obj('Observed state of the stage, written by the operator.',
   decision: obj(
     'Why and when the stage was (or is being) promoted.',
     {
-      reason: str('TokenBudgetReached, MetricThresholdMet or MaxTokensReached.', { enum: promotionReasons }),
+      reason: oneOf('TokenBudgetReached, MetricThresholdMet or MaxTokensReached.', PROMOTION_REASONS),
       message: str('The decision in words.'),
       atStep: int('Step at which it was taken.'),
       atTokens: int('Cumulative run tokens at which it was taken.'),
@@ -813,10 +762,10 @@ const stageStatus = obj('Observed state of the stage, written by the operator.',
   message: str('Human-readable state.'),
 });
 
-const runStatus = obj('Observed state of the run, written by the operator.', {
-  phase: str(
+export const runStatus = obj('Observed state of the run, written by the operator.', {
+  phase: oneOf(
     'Pending, Running, Promoting, Suspended, Exporting (every stage completed, the export Job runs), Succeeded (the model is exported) or Failed.',
-    { enum: [...RUN_PHASES] },
+    RUN_PHASES,
   ),
   observedGeneration: int('The spec generation last acted upon.'),
   currentStage: str('The stage being trained (or the last one when the run is done).'),
@@ -833,7 +782,7 @@ const runStatus = obj('Observed state of the run, written by the operator.', {
       {
         from: str('Stage that ended.'),
         to: str('Stage that started (absent after the last stage).'),
-        reason: str('Why.', { enum: promotionReasons }),
+        reason: oneOf('Why.', PROMOTION_REASONS),
         atTokens: int('Cumulative run tokens at the promotion.'),
         message: str('The decision in words.'),
         time: str('When.'),
@@ -844,7 +793,7 @@ const runStatus = obj('Observed state of the run, written by the operator.', {
   export: obj(
     'Hugging Face export of the final checkpoint (model.safetensors, config.json, tokenizer.json), made by the export Job after the last stage.',
     {
-      phase: str('Pending, Running, Succeeded or Failed.', { enum: [...EXPORT_PHASES] }),
+      phase: oneOf('Pending, Running, Succeeded or Failed.', EXPORT_PHASES),
       message: str('Details.'),
       uri: str('Where the exported model is: s3://<bucket>/<run root>/export/.'),
       checkpoint: str('Run-relative directory of the checkpoint being exported.'),
@@ -889,8 +838,8 @@ export interface CustomResourceDefinition {
 function crd(
   names: { kind: string; plural: string; singular: string; shortNames: readonly string[] },
   description: string,
-  spec: Schema,
-  status: Schema,
+  spec: Sch<unknown, unknown>,
+  status: Sch<unknown, unknown>,
   columns: CustomResourceDefinition['spec']['versions'][number]['additionalPrinterColumns'],
   rootRules: ValidationRule[],
 ): CustomResourceDefinition {
@@ -929,7 +878,7 @@ function crd(
               {
                 apiVersion: str(`${API_VERSION}.`),
                 kind: str(`${names.kind}.`),
-                metadata: { type: 'object' },
+                metadata: typed<ObjectMeta>({ type: 'object' }),
                 spec,
                 status,
               },
@@ -971,29 +920,32 @@ export const trainingRunCrd = crd(
   ],
 );
 
+/** A materialized stage: the template plus its place in the run. Editable until it starts. */
+export const stageSpec = obj(
+  'The stage template plus its place in the run.',
+  {
+    runName: str('The TrainingRun this stage belongs to.', { maxLength: NameLimits.run }),
+    index: int('Position of the stage in the run (0-based).', { minimum: 0, maximum: 31 }),
+    ...stageTemplateProps,
+  },
+  {
+    required: ['runName', 'index', 'name', 'tokens', 'mixture'],
+    'x-kubernetes-validations': [
+      ...(stageTemplate['x-kubernetes-validations'] ?? []),
+      {
+        rule: '!has(oldSelf.runName) || self.runName == oldSelf.runName',
+        message: 'runName is immutable',
+      },
+      { rule: '!has(oldSelf.index) || self.index == oldSelf.index', message: 'index is immutable' },
+      { rule: '!has(oldSelf.name) || self.name == oldSelf.name', message: 'name is immutable' },
+    ],
+  },
+);
+
 export const stageCrd = crd(
   StageKind,
   'One stage of a TrainingRun, created by the operator from the run’s stage template. Its spec may be edited until the stage starts (the manual “online” decision); its status records the metrics, the mixture adjustments and the promotion decision.',
-  obj(
-    'The stage template plus its place in the run.',
-    {
-      runName: str('The TrainingRun this stage belongs to.', { maxLength: NameLimits.run }),
-      index: int('Position of the stage in the run (0-based).', { minimum: 0, maximum: 31 }),
-      ...stageTemplateProps,
-    },
-    {
-      required: ['runName', 'index', 'name', 'tokens', 'mixture'],
-      'x-kubernetes-validations': [
-        ...(stageTemplate['x-kubernetes-validations'] ?? []),
-        {
-          rule: '!has(oldSelf.runName) || self.runName == oldSelf.runName',
-          message: 'runName is immutable',
-        },
-        { rule: '!has(oldSelf.index) || self.index == oldSelf.index', message: 'index is immutable' },
-        { rule: '!has(oldSelf.name) || self.name == oldSelf.name', message: 'name is immutable' },
-      ],
-    },
-  ),
+  stageSpec,
   stageStatus,
   [
     { name: 'Run', type: 'string', jsonPath: '.spec.runName', description: 'Owning TrainingRun.' },

@@ -85,7 +85,7 @@ export class RunBuilder {
       ...this.run.spec.trainer,
       gpusPerNode,
       resources: {
-        requests: { memory: '64Gi', 'nvidia.com/gpu': String(gpusPerNode) },
+        requests: { memory: '64Gi' },
         limits: { memory: '64Gi' },
       },
     };

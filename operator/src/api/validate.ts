@@ -1,19 +1,25 @@
 /**
- * Rules the CRD schema cannot express (quantities compared with each other, batch geometry,
- * metric names that the worker will actually produce, stage order), plus the cross-field rules
- * CEL enforces at admission, repeated here because local mode has no API server. Pure: returns
- * the problems as sentences naming the field and the fix; the operator reports them as
- * Ready=False/InvalidSpec and never starts an invalid run.
+ * The one place a TrainingRun is judged. First admission (admission.ts: the CRD's structural
+ * schema and CEL rules, exactly as the API server applies them), then the rules across fields
+ * that need code (quantities compared with each other, batch geometry, metric names the worker
+ * will actually produce, stage order, the schedule against the run's length). Pure: problems are
+ * sentences naming the field and the fix; the operator reports them as Ready=False/InvalidSpec
+ * and local mode exits 2, before anything starts.
  */
-import { withDefaults } from './defaults.js';
+import { admissionProblems } from './admission.js';
+import { type DefaultedSpec, withDefaults } from './defaults.js';
 import { resolveModel } from './presets.js';
 import { parseQuantity } from './quantity.js';
 import { inheritedSetting } from './stage-settings.js';
-import type { MetricComparison, Quantity, StageTemplate, TrainingRun, TrainingRunSpec } from './types.js';
-import { NameLimits, RESERVED_STAGE_NAMES } from './types.js';
+import type {
+  MetricComparison,
+  Quantity,
+  Stage,
+  StageTemplate,
+  TrainingRun,
+  TrainingRunSpec,
+} from './types.js';
 
-const RUN_NAME = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const TRAIN_METRICS = new Set([
   'train.loss',
   'train.lr',
@@ -22,40 +28,51 @@ const TRAIN_METRICS = new Set([
   'train.tokens',
 ]);
 
+/** Everything wrong with `run`, as the API server and then the operator would say it. */
 export function validateRun(run: TrainingRun): string[] {
-  const problems: string[] = [];
-  const name = run.metadata.name;
-  if (name.length > NameLimits.run || !RUN_NAME.test(name)) {
-    problems.push(
-      `metadata.name '${name}' must be at most ${NameLimits.run} lowercase letters, digits and '-', starting with a letter`,
-    );
-  }
-  return [...problems, ...validateSpec(run.spec)];
+  const admission = admissionProblems('TrainingRun', run);
+  return admission.length > 0 ? admission : crossFieldProblems(run.spec);
 }
 
-export function validateSpec(rawSpec: TrainingRunSpec): string[] {
+/**
+ * The run with the user's edits to Stage objects that have not started laid over its stage
+ * templates: an edit gets the same validation as the run itself (schema, CEL, cross-field),
+ * each problem prefixed with the Stage it came from.
+ */
+export function validateStageEdits(run: TrainingRun, pending: Stage[]): string[] {
+  const problems: string[] = [];
+  for (const stage of pending) {
+    const admission = admissionProblems('Stage', stage);
+    const { runName: _run, index: _index, ...template } = stage.spec;
+    const edited: TrainingRun = {
+      ...run,
+      spec: { ...run.spec, stages: run.spec.stages.map((t) => (t.name === template.name ? template : t)) },
+    };
+    const found = admission.length > 0 ? admission : validateRun(edited);
+    problems.push(...found.map((p) => `Stage ${stage.metadata.name}: ${p}`));
+  }
+  return problems;
+}
+
+/** Rules across fields of a schema-valid spec. */
+export function crossFieldProblems(rawSpec: TrainingRunSpec): string[] {
   const spec = withDefaults(rawSpec);
   const problems: string[] = [];
   const model = resolveModel(spec.model);
   if (!model.ok) problems.push(...model.problems);
 
   const stageNames = spec.stages.map((s) => s.name);
-  const duplicates = stageNames.filter((n, i) => stageNames.indexOf(n) !== i);
-  if (duplicates.length > 0)
-    problems.push(`spec.stages: stage names must be unique; repeated: ${duplicates.join(', ')}`);
-  const reserved = stageNames.filter((n) => (RESERVED_STAGE_NAMES as readonly string[]).includes(n));
-  if (reserved.length > 0)
-    problems.push(
-      `spec.stages: the stage name '${reserved[0]}' is reserved for the export Job; rename the stage`,
-    );
-
   const ranks = spec.trainer.nodes * Math.max(1, spec.trainer.gpusPerNode);
   const tokensByStage = new Map<string, number>();
+  let runSteps = 0;
   spec.stages.forEach((stage, index) => {
     const at = `spec.stages[${index}] (${stage.name})`;
     problems.push(...stageProblems(stage, at, spec));
     const tokens = quantityOf(stage.tokens, `${at}.tokens`, problems);
-    if (tokens !== undefined) tokensByStage.set(stage.name, tokens);
+    if (tokens !== undefined) {
+      tokensByStage.set(stage.name, tokens);
+      runSteps += Math.floor(tokens / spec.batch.globalBatchTokens);
+    }
 
     const sequenceLength =
       inheritedSetting(spec.stages, index, 'sequenceLength') ?? spec.batch.sequenceLength;
@@ -95,67 +112,33 @@ export function validateSpec(rawSpec: TrainingRunSpec): string[] {
         );
       }
     }
-    if (index === 0 && (stage.adjust?.length ?? 0) > 0) {
-      problems.push(
-        `${at}.adjust: the first stage has no earlier metrics to adjust from; move the rules to a later stage`,
-      );
-    }
   });
 
+  if (spec.schedule.warmupSteps > runSteps && runSteps > 0) {
+    problems.push(
+      `spec.schedule.warmupSteps ${spec.schedule.warmupSteps} is longer than the whole run (${runSteps} optimizer steps of ${spec.batch.globalBatchTokens} tokens); lower warmupSteps`,
+    );
+  }
   const decay = spec.schedule.decay;
   if (decay !== undefined) {
     const start = stageNames.indexOf(decay.startsAtStage);
     const end = stageNames.indexOf(decay.endsAtStage ?? decay.startsAtStage);
-    if (start < 0)
-      problems.push(`spec.schedule.decay.startsAtStage '${decay.startsAtStage}' is not a stage of this run`);
-    if (end < 0)
-      problems.push(`spec.schedule.decay.endsAtStage '${decay.endsAtStage}' is not a stage of this run`);
     if (start >= 0 && end >= 0 && end < start) {
       problems.push(
         `spec.schedule.decay.endsAtStage '${decay.endsAtStage}' comes before startsAtStage '${decay.startsAtStage}'`,
       );
     }
   }
-  for (const heldOut of spec.evaluation.heldOutLoss) {
-    if (spec.datasets[heldOut] === undefined) {
-      problems.push(`spec.evaluation.heldOutLoss names '${heldOut}', which is not declared in spec.datasets`);
-    }
-  }
   return problems;
 }
 
-/** Problems of one stage (a template, or a user-edited Stage spec) against the run spec. */
-export function stageProblems(stage: StageTemplate, at: string, rawSpec: TrainingRunSpec): string[] {
-  const spec = withDefaults(rawSpec);
+/** Problems of one stage template against the run spec that the schema cannot express. */
+function stageProblems(stage: StageTemplate, at: string, spec: DefaultedSpec): string[] {
   const problems: string[] = [];
-  if (stage.name.length > NameLimits.stage || !DNS_LABEL.test(stage.name)) {
-    problems.push(
-      `${at}.name '${stage.name}' must be at most ${NameLimits.stage} lowercase letters, digits and '-'`,
-    );
-  }
-  const undeclared = Object.keys(stage.mixture).filter((d) => spec.datasets[d] === undefined);
-  if (undeclared.length > 0) {
-    problems.push(
-      `${at}.mixture names undeclared datasets ${undeclared.join(', ')}; declare them in spec.datasets`,
-    );
-  }
-  const weights = Object.values(stage.mixture);
-  if (weights.some((w) => !(w >= 0))) problems.push(`${at}.mixture: weights must be ≥ 0`);
-  if (!weights.some((w) => w > 0)) problems.push(`${at}.mixture: weights must not all be zero`);
-
   const tokens = quantityOf(stage.tokens, `${at}.tokens`, problems);
-  if (tokens === 0) problems.push(`${at}.tokens must be positive`);
   const promotion = stage.promotion;
   if (promotion !== undefined) {
     const conditions = [...(promotion.anyOf ?? []), ...(promotion.allOf ?? [])];
-    if (promotion.anyOf !== undefined && promotion.allOf !== undefined) {
-      problems.push(`${at}.promotion: set either anyOf or allOf, not both`);
-    }
-    if (promotion.maxTokens !== undefined && conditions.length === 0) {
-      problems.push(
-        `${at}.promotion.maxTokens caps metric conditions: set anyOf or allOf, or remove maxTokens`,
-      );
-    }
     const cap =
       promotion.maxTokens === undefined
         ? tokens
@@ -178,49 +161,27 @@ export function stageProblems(stage: StageTemplate, at: string, rawSpec: Trainin
   }
   const adjustedDatasets = new Set(Object.keys(stage.mixture));
   (stage.adjust ?? []).forEach((rule, i) => {
-    const where = `${at}.adjust[${i}]`;
-    problems.push(...comparisonProblems(rule.when, `${where}.when`, spec));
-    if (rule.set === undefined && rule.scale === undefined && rule.add === undefined) {
-      problems.push(`${where}: an adjust rule needs set, scale or add`);
-    }
+    problems.push(...comparisonProblems(rule.when, `${at}.adjust[${i}].when`, spec));
     for (const action of [rule.set, rule.scale, rule.add]) {
-      for (const dataset of Object.keys(action ?? {})) {
-        if (spec.datasets[dataset] === undefined)
-          problems.push(`${where} names undeclared dataset '${dataset}'`);
-        adjustedDatasets.add(dataset);
-      }
+      for (const dataset of Object.keys(action ?? {})) adjustedDatasets.add(dataset);
     }
   });
   const bounds = stage.mixtureBounds;
-  if (bounds !== undefined) {
-    const n = adjustedDatasets.size;
-    const min = bounds.min ?? 0;
-    const max = bounds.max ?? 1;
-    if (min > max) problems.push(`${at}.mixtureBounds: min ${min} exceeds max ${max}`);
-    if (max * n < 1) {
-      problems.push(
-        `${at}.mixtureBounds.max ${max} is infeasible: ${n} datasets at most ${max} each cannot sum to 1`,
-      );
-    }
+  if (bounds?.max !== undefined && bounds.max * adjustedDatasets.size < 1) {
+    problems.push(
+      `${at}.mixtureBounds.max ${bounds.max} is infeasible: ${adjustedDatasets.size} datasets at most ${bounds.max} each cannot sum to 1`,
+    );
   }
   return problems;
 }
 
-function comparisonProblems(
-  c: MetricComparison,
-  where: string,
-  spec: ReturnType<typeof withDefaults>,
-): string[] {
-  const problems: string[] = [];
-  const set = [c.above, c.atLeast, c.below, c.atMost].filter((v) => v !== undefined);
-  if (set.length !== 1) problems.push(`${where}: set exactly one of above, atLeast, below or atMost`);
+function comparisonProblems(c: MetricComparison, where: string, spec: DefaultedSpec): string[] {
   const problem = metricProblem(c.metric, spec);
-  if (problem !== null) problems.push(`${where}: ${problem}`);
-  return problems;
+  return problem === null ? [] : [`${where}: ${problem}`];
 }
 
 /** Why the worker will never produce `metric` for this spec, or null when it will. */
-export function metricProblem(metric: string, spec: ReturnType<typeof withDefaults>): string | null {
+export function metricProblem(metric: string, spec: DefaultedSpec): string | null {
   if (metric.startsWith('train.')) {
     return TRAIN_METRICS.has(metric)
       ? null

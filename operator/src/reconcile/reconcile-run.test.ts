@@ -585,7 +585,7 @@ describe('reconcileRun', () => {
     (o.stages[1] as Stage).spec.mixture = { nope: 1 };
     const d = reconcileRun(o);
     assert.equal(condition(d, 'Ready')?.reason, 'InvalidSpec');
-    assert.match(condition(d, 'Ready')?.message ?? '', /undeclared datasets nope/);
+    assert.match(condition(d, 'Ready')?.message ?? '', /stage s2 names nope/);
   });
 
   it('startFrom: branches from the newest checkpoint at least tokensBeforeEnd before the origin ends', () => {
