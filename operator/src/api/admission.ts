@@ -43,8 +43,8 @@ export function admissionProblems(kind: Kind, object: unknown, old?: unknown): s
   const schema = rootSchema(kind);
   const { status: _status, ...withoutStatus } = object;
   const candidate = applyDefaults(schema, structuredClone(withoutStatus));
-  const validate = validator(kind);
-  if (!validate(candidate)) return (validate.errors ?? []).map(formatSchemaError);
+  const structural = schemaProblems(schema, candidate);
+  if (structural.length > 0) return structural;
   return celProblems(
     schema,
     candidate,
@@ -56,10 +56,11 @@ export function admissionProblems(kind: Kind, object: unknown, old?: unknown): s
 // ---------------------------------------------------------------------------------------------
 // Structural schema (ajv)
 
-const compiled = new Map<Kind, ValidateFunction>();
+const compiled = new WeakMap<Schema, ValidateFunction>();
 
-function validator(kind: Kind): ValidateFunction {
-  let validate = compiled.get(kind);
+/** ajv's verdict on `value` under `schema`, in the API server's words ([] when valid). */
+export function schemaProblems(schema: Schema, value: unknown): string[] {
+  let validate = compiled.get(schema);
   if (validate === undefined) {
     const ajv = new Ajv({
       allErrors: true,
@@ -75,10 +76,10 @@ function validator(kind: Kind): ValidateFunction {
       'x-kubernetes-list-type',
       'x-kubernetes-list-map-keys',
     ]);
-    validate = ajv.compile(toJsonSchema(rootSchema(kind)));
-    compiled.set(kind, validate);
+    validate = ajv.compile(toJsonSchema(schema));
+    compiled.set(schema, validate);
   }
-  return validate;
+  return validate(value) ? [] : (validate.errors ?? []).map(formatSchemaError);
 }
 
 /**

@@ -18,8 +18,8 @@ import {
   num,
   obj,
   oneOf,
-  type Schema,
   type Sch,
+  type Schema,
   str,
   typed,
   type ValidationRule,
@@ -280,6 +280,24 @@ const resourceList = (description: string) =>
     },
   );
 
+/** The architecture fields, shared by the run's model.config and the trainer spec's model. */
+export const modelConfigFields = {
+  hiddenSize: int('Hidden size.', { minimum: 8 }),
+  numLayers: int('Number of transformer layers.', { minimum: 1 }),
+  numHeads: int('Attention heads.', { minimum: 1 }),
+  numKvHeads: int('Key/value heads (grouped-query attention); divides numHeads.', { minimum: 1 }),
+  intermediateSize: int('MLP (SwiGLU) inner size.', { minimum: 1 }),
+  vocabSize: int('Vocabulary size; must match the tokenizer.', { minimum: 1 }),
+  ropeTheta: num('RoPE base.', { minimum: 0, exclusiveMinimum: true }),
+  rmsNormEps: num('RMSNorm epsilon.', { minimum: 0, exclusiveMinimum: true }),
+  tieEmbeddings: bool('Share input embedding and output projection.'),
+  maxPositionEmbeddings: int('Longest sequence the model supports.', { minimum: 16 }),
+  initializerRange: num('Standard deviation of the random initialization.', {
+    minimum: 0,
+    exclusiveMinimum: true,
+  }),
+};
+
 export const runSpec = obj(
   'What to train and how: model, data, stages and the pods that run them.',
   {
@@ -293,22 +311,7 @@ export const runSpec = obj(
       'The model architecture and its initialization.',
       {
         preset: oneOf('A named architecture; fields in config override it.', MODEL_PRESETS),
-        config: obj('Explicit architecture fields (all of them when no preset is given).', {
-          hiddenSize: int('Hidden size.', { minimum: 8 }),
-          numLayers: int('Number of transformer layers.', { minimum: 1 }),
-          numHeads: int('Attention heads.', { minimum: 1 }),
-          numKvHeads: int('Key/value heads (grouped-query attention); divides numHeads.', { minimum: 1 }),
-          intermediateSize: int('MLP (SwiGLU) inner size.', { minimum: 1 }),
-          vocabSize: int('Vocabulary size; must match the tokenizer.', { minimum: 1 }),
-          ropeTheta: num('RoPE base.', { minimum: 0, exclusiveMinimum: true }),
-          rmsNormEps: num('RMSNorm epsilon.', { minimum: 0, exclusiveMinimum: true }),
-          tieEmbeddings: bool('Share input embedding and output projection.'),
-          maxPositionEmbeddings: int('Longest sequence the model supports.', { minimum: 16 }),
-          initializerRange: num('Standard deviation of the random initialization.', {
-            minimum: 0,
-            exclusiveMinimum: true,
-          }),
-        }),
+        config: obj('Explicit architecture fields (all of them when no preset is given).', modelConfigFields),
         initFrom: obj(
           'Initialize from Hugging Face safetensors instead of random weights.',
           {

@@ -8,7 +8,6 @@
  */
 import type * as schema from './crd-schema.js';
 import type { In } from './schema-builder.js';
-import type { DecayShape } from './trainer-spec.js';
 
 export const GROUP = 'smolstage.dev';
 export const VERSION = 'v1alpha1';
@@ -76,7 +75,8 @@ export interface OwnerReference {
   blockOwnerDeletion?: boolean;
 }
 
-export const DECAY_SHAPES = ['linear', 'cosine', '1-sqrt'] as const satisfies readonly DecayShape[];
+export const DECAY_SHAPES = ['linear', 'cosine', '1-sqrt'] as const;
+export type DecayShape = (typeof DECAY_SHAPES)[number];
 
 export const MODEL_PRESETS = [
   'smollm2-135m',

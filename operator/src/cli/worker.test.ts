@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
-import { specSource } from './worker.js';
+import { specSource } from '../worker/spec.js';
 
 describe('worker spec source', () => {
   it('--spec wins over the environment', async () => {

@@ -29,17 +29,30 @@ describe('parseRunText', () => {
     [
       'not a TrainingRun',
       'kind: Pod\n',
-      /apiVersion must be smolstage.dev\/v1alpha1; kind must be TrainingRun/,
+      /apiVersion: Invalid value: undefined: must be smolstage.dev\/v1alpha1\n {2}- kind: Invalid value: "Pod": must be TrainingRun/,
     ],
     [
       'no stages',
       quickstart.replace(/ {2}stages:[\s\S]*$/, '  stages: []\n'),
-      /spec.stages must list at least one stage/,
+      /spec.stages: Invalid value: 0: spec.stages in body should have at least 1 items/,
     ],
     [
       'a validation failure',
       quickstart.replace('mixture: {prose: 0.7, code: 0.3}', 'mixture: {prose: 0.7, web: 0.3}'),
-      /failed validation:\n {2}- spec.stages\[0\] \(warmup\).mixture names undeclared datasets web/,
+      /failed validation:\n {2}- spec.stages: Invalid value: "object": every stage mixture key must name a dataset declared in spec.datasets; stage warmup names web/,
+    ],
+    [
+      'a YAML alias bomb',
+      `a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n`,
+      /q.yaml cannot be read as YAML: Excessive alias count/,
+    ],
+    [
+      'credentials written into the run',
+      quickstart.replace(
+        '    bucket: smolstage\n',
+        '    bucket: smolstage\n    accessKey: AKIA\n    secretKey: hunter2\n',
+      ),
+      /unknown field "spec.storage.accessKey"; credentials never go in a run/,
     ],
   ];
   for (const [name, text, message] of rejected) {

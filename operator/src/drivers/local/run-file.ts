@@ -1,12 +1,12 @@
 /**
- * Reads a TrainingRun YAML for local mode. A cluster's API server would reject a malformed
- * object at admission; here the same checks end in one RunFileError naming the file, the
- * problems and the fix. Local mode needs no storage endpoint or trainer image, so those may be
+ * Reads a TrainingRun YAML for local mode. The checks are the API server's own (api/validate.ts
+ * runs the CRD's schema and CEL rules, then the operator's cross-field rules), ending in one
+ * RunFileError naming the file and the problems. Local mode needs no storage endpoint or trainer image, so those may be
  * omitted: they get inert placeholders and the work directory stands in for the bucket.
  */
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
-import { API_VERSION, type TrainingRun } from '../../api/types.js';
+import { parseDocument, type YAMLError } from 'yaml';
+import type { TrainingRun } from '../../api/types.js';
 import { validateRun } from '../../api/validate.js';
 
 export class RunFileError extends Error {}
@@ -21,6 +21,8 @@ const LOCAL_STORAGE = {
   credentialsSecret: { name: 'local' },
 };
 const LOCAL_TRAINER = { image: 'local', gpusPerNode: 0 };
+/** Aliases a run file may use; more is a billion-laughs document, not a training run. */
+const MAX_ALIASES = 100;
 
 export async function loadRunFile(path: string): Promise<TrainingRun> {
   let text: string;
@@ -34,80 +36,25 @@ export async function loadRunFile(path: string): Promise<TrainingRun> {
   return parseRunText(text, path);
 }
 
-/** Pure: the run in `text`, or a RunFileError listing what is wrong. */
+/** Pure: the run in `text`, or a RunFileError listing what is wrong (never quoting the text). */
 export function parseRunText(text: string, where: string): TrainingRun {
-  const document = parseDocument(text, { prettyErrors: true });
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   if (document.errors.length > 0) {
-    const first = document.errors[0] as Error;
+    const first = document.errors[0] as YAMLError;
     throw new RunFileError(`${where} is not valid YAML: ${first.message.split('\n')[0]}`);
   }
-  const value: unknown = document.toJS();
-  const problems = shapeProblems(value);
-  if (problems.length > 0)
-    throw new RunFileError(`${where} is not a valid TrainingRun: ${problems.join('; ')}`);
-  const run = value as TrainingRun;
-  const spec = run.spec as unknown as Record<string, unknown>;
-  spec.storage ??= structuredClone(LOCAL_STORAGE);
-  spec.trainer ??= structuredClone(LOCAL_TRAINER);
-  let reasons: string[];
+  let value: unknown;
   try {
-    reasons = validateRun(run);
+    value = document.toJS({ maxAliasCount: MAX_ALIASES });
   } catch (error) {
-    reasons = [
-      `the spec could not be checked (${(error as Error).message}); compare it with examples/quickstart.yaml`,
-    ];
+    throw new RunFileError(`${where} cannot be read as YAML: ${(error as Error).message.split('\n')[0]}`);
   }
+  if (isObject(value) && isObject(value.spec)) {
+    value.spec.storage ??= structuredClone(LOCAL_STORAGE);
+    value.spec.trainer ??= structuredClone(LOCAL_TRAINER);
+  }
+  const reasons = validateRun(value as TrainingRun);
   if (reasons.length > 0)
     throw new RunFileError(`${where} failed validation:\n${reasons.map((r) => `  - ${r}`).join('\n')}`);
-  return run;
-}
-
-/** What the CRD's structural schema would reject before validateRun can look at the run. */
-function shapeProblems(value: unknown): string[] {
-  if (!isObject(value))
-    return ['the document must be a TrainingRun object (apiVersion, kind, metadata, spec)'];
-  const problems: string[] = [];
-  if (value.apiVersion !== API_VERSION) problems.push(`apiVersion must be ${API_VERSION}`);
-  if (value.kind !== 'TrainingRun')
-    problems.push(`kind must be TrainingRun, got ${JSON.stringify(value.kind)}`);
-  if (!isObject(value.metadata) || typeof value.metadata.name !== 'string')
-    problems.push('metadata.name is required');
-  const spec = value.spec;
-  if (!isObject(spec)) return [...problems, 'spec is required'];
-  if (!isObject(spec.model)) problems.push('spec.model is required (e.g. {preset: tiny})');
-  if (!isObject(spec.tokenizer) || typeof spec.tokenizer.uri !== 'string')
-    problems.push('spec.tokenizer.uri is required');
-  if (!isObject(spec.datasets)) problems.push('spec.datasets is required (name → {uri})');
-  else
-    for (const [name, dataset] of Object.entries(spec.datasets))
-      if (!isObject(dataset) || typeof dataset.uri !== 'string')
-        problems.push(`spec.datasets.${name}.uri is required`);
-  if (!isObject(spec.batch) || typeof spec.batch.globalBatchTokens !== 'number')
-    problems.push('spec.batch.globalBatchTokens is required (a number)');
-  if (!isObject(spec.optimizer) || typeof spec.optimizer.lr !== 'number')
-    problems.push('spec.optimizer.lr is required (a number)');
-  if (!Array.isArray(spec.stages) || spec.stages.length === 0)
-    problems.push('spec.stages must list at least one stage');
-  else
-    spec.stages.forEach((stage, i) => {
-      if (!isObject(stage) || typeof stage.name !== 'string')
-        problems.push(`spec.stages[${i}].name is required`);
-      else {
-        if (!isObject(stage.mixture))
-          problems.push(`spec.stages[${i}].mixture is required (dataset → weight)`);
-        if (typeof stage.tokens !== 'number' && typeof stage.tokens !== 'string')
-          problems.push(`spec.stages[${i}].tokens is required (e.g. 400K)`);
-      }
-    });
-  const evaluation = spec.evaluation;
-  if (isObject(evaluation) && evaluation.tasks !== undefined) {
-    if (!Array.isArray(evaluation.tasks))
-      problems.push('spec.evaluation.tasks must be a list of {name, uri}');
-    else
-      evaluation.tasks.forEach((task, i) => {
-        if (!isObject(task) || typeof task.name !== 'string' || typeof task.uri !== 'string')
-          problems.push(`spec.evaluation.tasks[${i}] needs a name and a uri`);
-      });
-  }
-  return problems;
+  return value as TrainingRun;
 }
