@@ -180,7 +180,7 @@ function celProblems(schema: Schema, value: unknown, at: string, old: unknown): 
     };
     const problem = ruleProblem(rule, context);
     if (problem !== null)
-      problems.push(`${at + (rule.fieldPath ?? '')}: Invalid value: "${schemaType(schema)}": ${problem}`);
+      problems.push(`${at + (rule.fieldPath ?? '')}: Invalid value: ${celShown(schema, value)}: ${problem}`);
   }
   if (Array.isArray(value) && schema.items !== undefined) {
     const items = schema.items;
@@ -196,7 +196,7 @@ function celProblems(schema: Schema, value: unknown, at: string, old: unknown): 
     const values = schema.additionalProperties;
     if (values !== undefined) {
       for (const [key, child] of Object.entries(value))
-        problems.push(...celProblems(values, child, join(at, key), oldObject?.[key]));
+        problems.push(...celProblems(values, child, `${at}[${key}]`, oldObject?.[key]));
     }
   }
   return problems;
@@ -251,8 +251,9 @@ const jsonType = (value: unknown) =>
       : typeof value === 'object'
         ? 'object'
         : typeof value;
-const schemaType = (schema: Schema) =>
-  schema['x-kubernetes-int-or-string'] ? 'string' : (schema.type ?? 'object');
+/** How the API server shows the value a CEL rule rejected: scalars as JSON, objects and lists by type. */
+const celShown = (schema: Schema, value: unknown) =>
+  typeof value === 'object' && value !== null ? `"${schema.type ?? 'object'}"` : json(value);
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

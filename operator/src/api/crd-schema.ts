@@ -593,7 +593,7 @@ export const runSpec = obj(
         },
         {
           rule: `!self.exists(s, s.name in ${RESERVED})`,
-          messageExpression: `'the stage name ' + self.filter(s, s.name in ${RESERVED})[0].name + ' is reserved for the export Job; rename the stage'`,
+          message: `${RESERVED} holds reserved stage names (the export Job is named after them); rename the stage`,
         },
         // `self.map(s, has(s.f))[0]` rather than `has(self[0].f)`: cel-js only takes has() on a
         // field selected from a name, and the API server accepts both.
@@ -613,14 +613,12 @@ export const runSpec = obj(
     'x-kubernetes-validations': [
       {
         rule: 'self.stages.all(s, s.mixture.all(k, k in self.datasets))',
-        messageExpression:
-          "'every stage mixture key must name a dataset declared in spec.datasets; stage ' + self.stages.filter(s, !s.mixture.all(k, k in self.datasets))[0].name + ' names ' + self.stages.filter(s, !s.mixture.all(k, k in self.datasets))[0].mixture.filter(k, !(k in self.datasets))[0]",
+        message: 'every stage mixture key must name a dataset declared in spec.datasets',
         fieldPath: '.stages',
       },
       {
         rule: 'self.stages.all(s, !has(s.adjust) || s.adjust.all(r, (!has(r.set) || r.set.all(k, k in self.datasets)) && (!has(r.scale) || r.scale.all(k, k in self.datasets)) && (!has(r.add) || r.add.all(k, k in self.datasets))))',
-        messageExpression:
-          "'adjust rules must only name datasets declared in spec.datasets; stage ' + self.stages.filter(s, has(s.adjust) && !s.adjust.all(r, (!has(r.set) || r.set.all(k, k in self.datasets)) && (!has(r.scale) || r.scale.all(k, k in self.datasets)) && (!has(r.add) || r.add.all(k, k in self.datasets))))[0].name + ' names one that is not'",
+        message: 'adjust rules must only name datasets declared in spec.datasets',
         fieldPath: '.stages',
       },
       {
@@ -643,8 +641,7 @@ export const runSpec = obj(
       },
       {
         rule: 'self.stages.all(s, !has(s.startFrom) || (s.startFrom.stage != s.name && self.stages.exists(t, t.name == s.startFrom.stage)))',
-        messageExpression:
-          "'startFrom.stage must name another stage of this run; stage ' + self.stages.filter(s, has(s.startFrom) && (s.startFrom.stage == s.name || !self.stages.exists(t, t.name == s.startFrom.stage)))[0].name + ' names ' + self.stages.filter(s, has(s.startFrom) && (s.startFrom.stage == s.name || !self.stages.exists(t, t.name == s.startFrom.stage)))[0].startFrom.stage",
+        message: 'startFrom.stage must name another stage of this run',
         fieldPath: '.stages',
       },
       {

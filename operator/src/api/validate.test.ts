@@ -8,7 +8,7 @@ const table: [string, TrainingRun, RegExp][] = [
   [
     'a stage named export (the export Job has that name)',
     aRun().withStages(aStage('a'), aStage('export')).build(),
-    /the stage name export is reserved for the export Job; rename the stage/,
+    /\['export'\] holds reserved stage names \(the export Job is named after them\); rename the stage/,
   ],
   [
     'maxTokens below tokens',

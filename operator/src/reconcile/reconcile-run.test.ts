@@ -585,7 +585,23 @@ describe('reconcileRun', () => {
     (o.stages[1] as Stage).spec.mixture = { nope: 1 };
     const d = reconcileRun(o);
     assert.equal(condition(d, 'Ready')?.reason, 'InvalidSpec');
-    assert.match(condition(d, 'Ready')?.message ?? '', /stage s2 names nope/);
+    assert.match(
+      condition(d, 'Ready')?.message ?? '',
+      /every stage mixture key must name a dataset declared in spec.datasets/,
+    );
+  });
+
+  it('a Stage edited to start from a stage that does not exist: Ready=False naming it, never a throw', () => {
+    const run = threeStages();
+    const o = observe(run).stage(0, running()).job('s1', 1, 'Succeeded').checkpoints('s1', 10).build();
+    (o.stages[2] as Stage).spec.startFrom = { stage: 'nowhere' };
+    const d = reconcileRun(o);
+    assert.equal(condition(d, 'Ready')?.reason, 'InvalidSpec');
+    assert.match(
+      condition(d, 'Ready')?.message ?? '',
+      /^Stage run-s3: .*startFrom\.stage must name another stage/,
+    );
+    assert.equal(createdJob(d.actions), undefined);
   });
 
   it('startFrom: branches from the newest checkpoint at least tokensBeforeEnd before the origin ends', () => {

@@ -1,11 +1,15 @@
 /**
- * The TrainingRun and Stage CRDs on the real kube-apiserver: the examples are accepted (and the
- * server's defaults equal the operator's), invalid runs are rejected at admission with messages
- * a user understands, and what the schema cannot express is reported by validateRun.
+ * The TrainingRun and Stage CRDs on the real kube-apiserver beside local mode: the examples are
+ * accepted (and the server's defaults equal the operator's); every invalid run is rejected by
+ * both — the API server at admission (strict field validation, as `kubectl apply` asks for) and
+ * `smolstage run`'s run-file check — with the same message naming the field; what the schema
+ * cannot express is admitted by the server, reported by validateRun (Ready=False) and
+ * rejected by local mode with the same words.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApiException, CustomObjectsApi } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
 import { withDefaults } from '../../src/api/defaults.js';
 import { loadExample } from '../../src/api/test-builders.js';
 import {
@@ -19,6 +23,7 @@ import {
 } from '../../src/api/types.js';
 import { validateRun } from '../../src/api/validate.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
+import { parseRunText, RunFileError } from '../../src/drivers/local/run-file.js';
 import { applyCrds, createNamespace, deleteNamespace, testClient, testKubeConfig } from './support/kube.js';
 
 const quickstart = (): TrainingRun => loadExample('quickstart.yaml');
@@ -241,6 +246,118 @@ const invalid: [string, (run: TrainingRun) => void, RegExp][] = [
     },
     /dataset names must be at most 40 lowercase letters, digits and '-'/,
   ],
+  [
+    'learning rate 0',
+    (r) => {
+      r.spec.optimizer.lr = 0;
+    },
+    /spec\.optimizer\.lr: Invalid value: 0: spec\.optimizer\.lr in body should be greater than 0/,
+  ],
+  [
+    'a beta of 1',
+    (r) => {
+      r.spec.optimizer.betas = [0.9, 1];
+    },
+    /spec\.optimizer\.betas\[1\]: Invalid value: 1: spec\.optimizer\.betas\[1\] in body should be less than 1/,
+  ],
+  [
+    'negative weight decay',
+    (r) => {
+      r.spec.optimizer.weightDecay = -0.1;
+    },
+    /spec\.optimizer\.weightDecay: Invalid value: -0\.1: .*greater than or equal to 0/,
+  ],
+  [
+    'a stage field the API does not have',
+    (r) => {
+      (stage(r, 1) as unknown as Record<string, unknown>).objective = 'sft';
+    },
+    /unknown field "spec\.stages\[1\]\.objective"/,
+  ],
+  [
+    'a thousand stages',
+    (r) => {
+      r.spec.stages = Array.from({ length: 1000 }, (_, i) => ({
+        name: `s${i}`,
+        tokens: '400K',
+        mixture: { prose: 1 },
+      }));
+      delete r.spec.schedule;
+    },
+    /spec\.stages: Too many: 1000: must have at most 32 items/,
+  ],
+  [
+    'no stages at all',
+    (r) => {
+      r.spec.stages = [];
+      delete r.spec.schedule;
+    },
+    /spec\.stages: Invalid value: 0: spec\.stages in body should have at least 1 items/,
+  ],
+  [
+    'a stage RoPE θ of 0',
+    (r) => {
+      stage(r, 2).ropeTheta = 0;
+    },
+    /spec\.stages\[2\]\.ropeTheta: Invalid value: 0: .*should be greater than 0/,
+  ],
+  [
+    'negative GPUs per node',
+    (r) => {
+      r.spec.trainer.gpusPerNode = -1;
+    },
+    /spec\.trainer\.gpusPerNode: Invalid value: -1: .*greater than or equal to 0/,
+  ],
+  [
+    'a threshold written as a word',
+    (r) => {
+      firstCondition(r).atLeast = 'half' as unknown as number;
+    },
+    /spec\.stages\[1\]\.promotion\.anyOf\[0\]\.atLeast: Invalid value: "string": .*must be of type number/,
+  ],
+  [
+    'a promotion condition without a metric',
+    (r) => {
+      promotionOf(r).anyOf = [{ atLeast: 0.3 } as never];
+    },
+    /spec\.stages\[1\]\.promotion\.anyOf\[0\]\.metric: Required value/,
+  ],
+  [
+    'access keys written into the run',
+    (r) => {
+      Object.assign(r.spec.storage, { accessKey: 'AKIAEXAMPLE', secretKey: 'not-a-real-secret' });
+    },
+    /unknown field "spec\.storage\.accessKey"/,
+  ],
+  [
+    "a dataset URI with '..'",
+    (r) => {
+      datasetOf(r, 'prose').uri = 's3://smolstage/quickstart/../../other/prose/';
+    },
+    /spec\.datasets\[prose\]\.uri: .*must not contain a \.\. segment/,
+  ],
+  [
+    "a tokenizer URI with '..'",
+    (r) => {
+      r.spec.tokenizer.uri = '/data/../etc/tokenizer.json';
+    },
+    /spec\.tokenizer\.uri: .*must not contain a \.\. segment/,
+  ],
+  [
+    "an eval task URI with '..'",
+    (r) => {
+      defined(tasksOf(r)[0], 'task').uri = 's3://smolstage/../x.jsonl';
+    },
+    /spec\.evaluation\.tasks\[0\]\.uri: .*must not contain a \.\. segment/,
+  ],
+  [
+    'a stage named export',
+    (r) => {
+      stage(r, 2).name = 'export';
+      decayOf(r).startsAtStage = 'export';
+    },
+    /\['export'\] holds reserved stage names/,
+  ],
 ];
 
 /** Accepted by the schema, but validateRun (Ready=False) must explain the problem. */
@@ -272,6 +389,13 @@ const operatorRejects: [string, (run: TrainingRun) => void, RegExp][] = [
       stage(r, 1).startFrom = { stage: 'decay' };
     },
     /startFrom\.stage 'decay' must be a stage before math/,
+  ],
+  [
+    'warmup longer than the whole run',
+    (r) => {
+      defined(r.spec.schedule, 'schedule').warmupSteps = 10000;
+    },
+    /spec\.schedule\.warmupSteps 10000 is longer than the whole run \(487 optimizer steps/,
   ],
 ];
 
@@ -311,6 +435,7 @@ describe('CRD validation on the real API server', () => {
       namespace,
       plural: TrainingRunKind.plural,
       body: run,
+      fieldValidation: 'Strict',
       ...(dryRun ? { dryRun: 'All' } : {}),
     }) as Promise<TrainingRun>;
 
@@ -324,21 +449,37 @@ describe('CRD validation on the real API server', () => {
     });
   }
 
+  /** What `smolstage run` says about the same run file, or null when it accepts it. */
+  const localVerdict = (run: TrainingRun): string | null => {
+    try {
+      parseRunText(stringify(run), 'run.yaml');
+      return null;
+    } catch (error) {
+      assert.ok(error instanceof RunFileError, String(error));
+      return error.message;
+    }
+  };
+
   for (const [name, mutate, message] of invalid) {
-    it(`rejects: ${name}`, async () => {
+    it(`rejects in both places: ${name}`, async () => {
       const run = quickstart();
       mutate(run);
       const error = await create(run).then(
         () => assert.fail('the API server accepted an invalid run'),
         (e: unknown) => e,
       );
-      assert.equal((error as ApiException<unknown>).code, 422, messageOf(error));
+      // 422 for schema and CEL failures, 400 for strict field validation's unknown fields.
+      assert.ok([400, 422].includes((error as ApiException<unknown>).code), messageOf(error));
       assert.match(messageOf(error), message);
+      const local = localVerdict(run);
+      assert.notEqual(local, null, 'local mode accepted a run the API server rejects');
+      assert.match(local ?? '', message);
+      assert.doesNotMatch(`${messageOf(error)}\n${local}`, /index out of bounds|could not be evaluated/);
     });
   }
 
   for (const [name, mutate, message] of operatorRejects) {
-    it(`admits but marks Ready=False: ${name}`, async () => {
+    it(`admitted, then Ready=False in a cluster and exit 2 locally: ${name}`, async () => {
       const run = quickstart();
       run.metadata.name = 'not-ready';
       mutate(run);
@@ -348,6 +489,7 @@ describe('CRD validation on the real API server', () => {
         problems.some((p) => message.test(p)),
         problems.join('\n') || '(no problems)',
       );
+      assert.match(localVerdict(run) ?? '(accepted)', message);
     });
   }
 

@@ -39,7 +39,7 @@ describe('parseRunText', () => {
     [
       'a validation failure',
       quickstart.replace('mixture: {prose: 0.7, code: 0.3}', 'mixture: {prose: 0.7, web: 0.3}'),
-      /failed validation:\n {2}- spec.stages: Invalid value: "object": every stage mixture key must name a dataset declared in spec.datasets; stage warmup names web/,
+      /failed validation:\n {2}- spec.stages: Invalid value: "object": every stage mixture key must name a dataset declared in spec.datasets/,
     ],
     [
       'a YAML alias bomb',
