@@ -3,35 +3,15 @@
  * native trainer (`@smolstage/trainer-native`) and the mixture sampler (`data/`) satisfy, so
  * the training loop reads as the policy it is.
  */
+import type { Trainer } from '@smolstage/trainer-native';
 
-export interface BatchShape {
-  /** Sequences per optimizer step (global batch tokens / sequence length). */
-  batchSize: number;
-  microBatchSize: number;
-  seqLen: number;
-}
+export type { BatchShape, StepResult } from '@smolstage/trainer-native';
 
-export interface StepResult {
-  loss: number;
-  gradNorm: number;
-  lr: number;
-}
-
-export interface TrainingEngine {
-  step(tokens: Uint32Array, shape: BatchShape): Promise<StepResult>;
-  /** Mean next-token loss over `tokens` (whole sequences of `seqLen`). */
-  evalLoss(tokens: Uint32Array, shape: { batchSize: number; seqLen: number }): Promise<number>;
-  /** Log-likelihood of each choice's tokens following the context. */
-  scoreChoices(context: Uint32Array, choices: Uint32Array[]): Promise<number[]>;
-  /** Writes the full training state (weights, optimizer, counters, RNG) into `dir`. */
-  saveState(dir: string): Promise<void>;
-  loadState(dir: string): Promise<void>;
-  /** Loads weights from a Hugging Face safetensors directory. */
-  importHF(dir: string): Promise<void>;
-  setRopeTheta(theta: number): void;
-  /** Frees the model and optimizer memory now rather than at garbage collection. */
-  dispose(): void;
-}
+/** The part of the native trainer the training loop uses (tests may stand in a fake). */
+export type TrainingEngine = Pick<
+  Trainer,
+  'step' | 'evalLoss' | 'scoreChoices' | 'saveState' | 'loadState' | 'importHF' | 'setRopeTheta' | 'dispose'
+>;
 
 export interface TokenBatch {
   tokens: Uint32Array;
