@@ -44,15 +44,45 @@ export interface ScheduleOptions {
   minLr: number;
 }
 
+/**
+ * Data-parallel training: `worldSize` processes (ranks), each holding the full model, each
+ * training on its own rows of the global batch; gradients are averaged by all-reduce (Gloo over
+ * TCP on the cpu backend, NCCL on cuda) while the backward pass runs. See `Trainer.connect`.
+ */
+export interface DistributedOptions {
+  /** This process's rank in [0, worldSize): the Indexed Job's completion index × ranks per pod + local rank. */
+  rank: number;
+  worldSize: number;
+  /**
+   * Where rank 0 serves the rendezvous store (it listens on masterPort on every interface); every rank,
+   * rank 0 included, connects here: in a cluster the stable DNS name of pod 0 under the headless Service.
+   */
+  masterAddr: string;
+  masterPort: number;
+  /**
+   * Bounds the rendezvous and every collective (default 300000): a rank that died or hangs makes every
+   * other rank's pending call reject within about this long (a dead peer's closed connection at once).
+   */
+  timeoutMs?: number;
+  /** Address this rank's Gloo transport binds to; default: the local address of the route to masterAddr. */
+  localAddr?: string;
+  /** 'auto' (default: none at worldSize 1, gloo for cpu, nccl for cuda), or force 'gloo' / 'nccl' / 'none'. */
+  engine?: 'auto' | 'gloo' | 'nccl' | 'none';
+  /** Gradient all-reduce bucket size in bytes (default 25 MiB, whole tensors). */
+  bucketBytes?: number;
+}
+
 export interface TrainerOptions {
   model: ModelConfig;
   optimizer: OptimizerOptions;
   schedule: ScheduleOptions;
-  /** Seeds the HF-style random initialization. */
+  /** Seeds the HF-style random initialization (must be the same on every rank). */
   seed: number;
   /** CPU threads; 0 or undefined = all cores. */
   threads?: number;
   backend?: 'cpu' | 'cuda';
+  /** Absent (or worldSize 1): a single-rank trainer. Needs `Trainer.connect`, not `create`. */
+  distributed?: DistributedOptions;
 }
 
 export interface BatchShape {
@@ -70,9 +100,24 @@ export interface StepResult {
   lr: number;
   /** Optimizer steps completed, including this one. */
   step: number;
-  /** Tokens trained on in this step (batchSize × seqLen). */
+  /** Tokens trained on in this step by all ranks (batchSize × seqLen × worldSize). */
   tokens: number;
 }
+
+/** Wall-clock split of the last completed step on this rank (`Trainer.lastStepTiming`). */
+export interface StepTiming {
+  step: number;
+  /** Forward + backward + optimizer. */
+  computeMs: number;
+  /** Blocked after the backward until gradients and loss were reduced: the communication not hidden. */
+  commWaitMs: number;
+  /** How long the gradient all-reduces ran, overlapped with the backward or not. */
+  commBusyMs: number;
+  /** Gradient bytes all-reduced (once per step, whatever the micro-batch count; 0 on one rank). */
+  commBytes: number;
+}
+
+export type ReduceOp = 'sum' | 'max' | 'min';
 
 interface NativeTrainerInstance {
   step(tokens: Uint32Array, o: BatchShape): Promise<StepResult>;
@@ -90,13 +135,21 @@ interface NativeTrainerInstance {
   importHF(dir: string): Promise<void>;
   setRopeTheta(theta: number): void;
   dispose(): void;
+  allReduce(values: Float64Array, op: ReduceOp): Promise<Float64Array>;
+  verifyParameters(): Promise<string>;
+  parameterChecksums(): Promise<string[]>;
   readonly stepCount: number;
   readonly config: ModelConfig;
   readonly backendInfo: string;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly communicatorInfo: string;
+  readonly lastStepTiming: StepTiming | null;
 }
 
 interface NativeModule {
   NativeTrainer: new (opts: TrainerOptions) => NativeTrainerInstance;
+  connect(opts: TrainerOptions): Promise<NativeTrainerInstance>;
   presetConfig(name: string): ModelConfig;
   presetNames(): string[];
   validateConfig(c: ModelConfig): void;
@@ -155,15 +208,52 @@ export class Trainer {
     return run;
   }
 
-  /** Validates the options and initializes weights HF-style from `seed` (synchronous). */
+  /**
+   * Validates the options and initializes weights HF-style from `seed` (synchronous). Single rank
+   * only: a distributed trainer throws here and is made with `connect`.
+   */
   static create(opts: TrainerOptions): Trainer {
     return new Trainer(new native.NativeTrainer(opts));
   }
 
   /**
+   * Creates a trainer off the event loop; with `opts.distributed` it is one rank of a data-parallel
+   * job. Every rank calls `connect` with the same model, optimizer, schedule and seed; the promise
+   * resolves once all `worldSize` ranks have met at masterAddr:masterPort and checked that they hold
+   * bit-identical initial weights, and rejects after `timeoutMs` naming this rank, the address and the
+   * ranks that never came.
+   *
+   * A distributed trainer's contract for the caller (the worker):
+   * - Collective calls: `step`, `gradients`, `allReduce`, `verifyParameters`, `parameterChecksums`.
+   *   Every rank makes the same collective calls in the same order (with the same batch shape in
+   *   `step`); anything else deadlocks until the timeout.
+   * - `step(tokens, {batchSize, …})` takes this rank's rows only: `batchSize` is the per-rank batch, so
+   *   the global batch is batchSize × worldSize and rank r should get rows [r·batchSize, (r+1)·batchSize)
+   *   of it (or the sampler's rank-r slice). The returned loss and gradNorm are global and identical on
+   *   every rank, `tokens` counts all ranks, and every rank applies the same update, so parameters stay
+   *   bit-identical.
+   * - `evalLoss`, `scoreChoices`, `logits` are local (no communication): shard the eval set by rank and
+   *   combine sums with `allReduce`, e.g. `allReduce(Float64Array.of(lossSum, tokenCount))`.
+   * - Checkpoints hold the full parameters on every rank and are world-size independent: rank 0 alone
+   *   writes (`saveState`); to resume, every rank calls `loadState` on the same directory, then
+   *   `verifyParameters()`. Call `verifyParameters()` before each checkpoint too: it rejects, naming the
+   *   ranks, if parameters diverged.
+   * - Agreeing on control decisions (stop at a step, SIGTERM): `agree(value, 'max' | 'min')` returns the
+   *   same number on every rank, e.g. `await t.agree(stopRequested ? 1 : 0, 'max')` every step.
+   * - Any failure of a peer rejects the pending call with an Error naming this rank; afterwards every
+   *   collective rejects ("communicator failed earlier"): the process should exit (transiently) and the
+   *   attempt be retried from the last committed checkpoint.
+   * - `dispose()` closes the connections (the other ranks' next collective then fails).
+   */
+  static async connect(opts: TrainerOptions): Promise<Trainer> {
+    return new Trainer(await native.connect(opts));
+  }
+
+  /**
    * One optimizer step. `tokens` holds batchSize rows of seqLen + 1 ids: inputs are
    * row[0, seqLen), targets row[1, seqLen]. Gradients accumulate over batchSize /
-   * microBatchSize micro-batches.
+   * microBatchSize micro-batches (distributed: averaged over ranks once per step, during the
+   * last micro-batch's backward).
    */
   step(tokens: Uint32Array, o: BatchShape): Promise<StepResult> {
     tokens = snapshot(tokens);
@@ -229,6 +319,53 @@ export class Trainer {
    */
   setRopeTheta(theta: number): void {
     this.#native.setRopeTheta(theta);
+  }
+
+  /**
+   * Element-wise reduction of `values` over all ranks (collective; at most 131072 values); every
+   * rank gets the same result. On a single-rank trainer it returns the values unchanged.
+   */
+  allReduce(values: Float64Array | readonly number[], op: ReduceOp = 'sum'): Promise<Float64Array> {
+    const copy = Float64Array.from(values);
+    return this.#enqueue(() => this.#native.allReduce(copy, op));
+  }
+
+  /** One number agreed by all ranks: the max (or min) of every rank's `value` (collective). */
+  async agree(value: number, op: 'max' | 'min'): Promise<number> {
+    const [agreed] = await this.allReduce([value], op);
+    return agreed as number;
+  }
+
+  /**
+   * Collective: compares a 64-bit hash of every rank's parameter bits; resolves to the shared hash
+   * (16 hex digits), rejects naming the ranks whose parameters differ from rank 0's.
+   */
+  verifyParameters(): Promise<string> {
+    return this.#enqueue(() => this.#native.verifyParameters());
+  }
+
+  /** Collective: every rank's parameter hash, indexed by rank (no check). */
+  parameterChecksums(): Promise<string[]> {
+    return this.#enqueue(() => this.#native.parameterChecksums());
+  }
+
+  /** 0 on a single-rank trainer. */
+  get rank(): number {
+    return this.#native.rank;
+  }
+
+  get worldSize(): number {
+    return this.#native.worldSize;
+  }
+
+  /** e.g. "gloo (tcp 10.0.3.7, rank 1 of 4, rendezvous run-0.run:29500, timeout 300000 ms)" or "none (single rank)". */
+  get communicatorInfo(): string {
+    return this.#native.communicatorInfo;
+  }
+
+  /** Timing of the last completed step, or null before the first. */
+  get lastStepTiming(): StepTiming | null {
+    return this.#native.lastStepTiming;
   }
 
   get stepCount(): number {

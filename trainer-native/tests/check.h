@@ -36,6 +36,18 @@ std::string thrown_message(Fn&& fn) {
 
 double rel_error(const std::vector<double>& a, const std::vector<double>& b);
 
+// Child entry points: `<binary> --child NAME ARGS...` runs one instead of the tests (the
+// distributed tests start their ranks as child processes of the test binary this way).
+using ChildMain = std::function<int(const std::vector<std::string>& args)>;
+struct Child {
+  const char* name;
+  ChildMain fn;
+};
+std::vector<Child>& children();
+struct RegisterChild {
+  RegisterChild(const char* name, ChildMain fn) { children().push_back({name, std::move(fn)}); }
+};
+
 }  // namespace check
 
 #define CHECK_CONCAT2(a, b) a##b

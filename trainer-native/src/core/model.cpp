@@ -257,13 +257,18 @@ double Model::head_loss(const int32_t* host_targets, float grad_scale, bool want
   return total;
 }
 
-void Model::backward() {
+void Model::backward(const std::function<void(size_t)>& on_ready) {
+  auto ready = [&](size_t offset) {
+    if (on_ready) on_ready(offset);
+  };
   const int N = rows_, C = config_.hidden_size, KVD = config_.kv_dim(), F = config_.intermediate_size;
   const int H = config_.num_heads, KV = config_.num_kv_heads, D = config_.head_dim();
   const AttentionShape shape{batch_, seq_len_, H, KV, D};
   be_.fill(dres_, static_cast<size_t>(N) * C, 0.0f);
   be_.rmsnorm_backward(dres_, final_norm(grads_), dlnf_, residual(config_.num_layers), final_norm(params_), rstdf_, N,
                        C);
+  // The final norm and an untied LM head (its gradient came from head_loss) are done.
+  ready(tensors_[1 + static_cast<size_t>(config_.num_layers) * 9].offset);
   for (int l = config_.num_layers - 1; l >= 0; --l) {
     const Layer w = layer(params_, l);
     const Layer g = layer(grads_, l);
@@ -283,8 +288,11 @@ void Model::backward() {
     be_.matmul_backward(dln_, g.wk, dk_, a.ln1, w.wk, N, C, KVD, true);
     be_.matmul_backward(dln_, g.wv, dv_, a.ln1, w.wv, N, C, KVD, true);
     be_.rmsnorm_backward(dres_, g.ln1, dln_, a.res, w.ln1, a.rstd1, N, C);
+    ready(tensors_[1 + static_cast<size_t>(l) * 9].offset);
   }
+  // With tied embeddings the LM head's gradient lands here too, so it is ready only now.
   be_.embedding_backward(embed(grads_), dres_, ids_, N, C);
+  ready(0);
 }
 
 void Model::logits(float* host_out) {

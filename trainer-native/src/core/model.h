@@ -2,6 +2,7 @@
 // Hugging Face tensor names, activations for one micro-batch, forward, loss head and backward.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,8 +44,11 @@ class Model {
   // losses go to host_row_losses when given. With want_grad, gradients scaled by grad_scale are
   // accumulated into the LM-head weight and kept for backward().
   double head_loss(const int32_t* host_targets, float grad_scale, bool want_grad, float* host_row_losses);
-  // Accumulates parameter gradients of the last head_loss(want_grad = true).
-  void backward();
+  // Accumulates parameter gradients of the last head_loss(want_grad = true). The backward runs
+  // from the last layer to the first, so the flat gradient buffer fills from its end: when
+  // given, on_ready(offset) is called each time gradients [offset, num_params) are final for
+  // this backward (after the final norm, after each layer, after the embedding: offset 0).
+  void backward(const std::function<void(size_t)>& on_ready = {});
   // Logits [batch·seq_len, vocab] of the last forward, into host memory.
   void logits(float* host_out);
 

@@ -1,6 +1,11 @@
 #include "core/trainer.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
 #include <stdexcept>
 
 namespace smolstage {
@@ -18,15 +23,39 @@ Trainer::Trainer(const TrainerOptions& options) : options_(options), rng_(option
   validate_config(options_.model);
   validate_optimizer(options_.optimizer);
   validate_schedule(options_.schedule);
+  validate_distributed(options_.distributed);
   backend_ = make_backend(options_.backend);
   begin_call();
   model_ = std::make_unique<Model>(options_.model, *backend_);
   m_ = backend_->alloc(model_->num_params());
   v_ = backend_->alloc(model_->num_params());
   model_->init_weights(rng_);
+  comm_ = make_communicator(options_.distributed, options_.backend);
+  if (comm_) {
+    plan_buckets(options_.distributed.bucket_bytes);
+    // Every rank must start from the same weights (same seed and config): check it now rather
+    // than find diverged checkpoints later.
+    verify_parameters();
+  }
+}
+
+// Buckets are runs of whole tensors taken from the end of the flat buffer (the order the
+// backward produces them), each at least bucket_bytes unless it is the last.
+void Trainer::plan_buckets(size_t bucket_bytes) {
+  const size_t target = std::max<size_t>(1, bucket_bytes / sizeof(float));
+  const auto& tensors = model_->tensors();
+  size_t end = model_->num_params();
+  for (size_t i = tensors.size(); i-- > 0;) {
+    const size_t begin = tensors[i].offset;
+    if (end - begin >= target || i == 0) {
+      buckets_.emplace_back(begin, end);
+      end = begin;
+    }
+  }
 }
 
 Trainer::~Trainer() {
+  comm_.reset();  // first: its thread may still reference the gradients
   model_.reset();
   if (backend_) {
     backend_->release(m_);
@@ -76,19 +105,60 @@ void Trainer::load_rows(const uint32_t* tokens, int first_row, int rows, int seq
   }
 }
 
-double Trainer::accumulate_gradients(const uint32_t* tokens, int batch, int micro_batch, int seq_len) {
+double Trainer::accumulate_gradients(const uint32_t* tokens, int batch, int micro_batch, int seq_len,
+                                     StepResult* timing) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   backend_->fill(model_->grads(), model_->num_params(), 0.0f);
   const double total_tokens = static_cast<double>(batch) * seq_len;
   const float grad_scale = static_cast<float>(1.0 / total_tokens);
   row_losses_.resize(static_cast<size_t>(micro_batch) * seq_len);
   double loss_sum = 0.0;
-  for (int r0 = 0; r0 < batch; r0 += micro_batch) {
-    load_rows(tokens, r0, micro_batch, seq_len, seq_len + 1);
-    model_->forward(inputs_.data(), micro_batch, seq_len);
-    loss_sum += model_->head_loss(targets_.data(), grad_scale, true, row_losses_.data());
-    model_->backward();
+  size_t next_bucket = 0;
+  float* grads = model_->grads();
+  // Called as the backward finishes layers: starts every bucket whose tensors are all final.
+  const std::function<void(size_t)> launch = [&](size_t ready_from) {
+    while (next_bucket < buckets_.size() && buckets_[next_bucket].first >= ready_from) {
+      const auto& b = buckets_[next_bucket++];
+      comm_->start_average(grads + b.first, b.second - b.first);
+    }
+  };
+  static const std::function<void(size_t)> none;
+  try {
+    for (int r0 = 0; r0 < batch; r0 += micro_batch) {
+      load_rows(tokens, r0, micro_batch, seq_len, seq_len + 1);
+      model_->forward(inputs_.data(), micro_batch, seq_len);
+      loss_sum += model_->head_loss(targets_.data(), grad_scale, true, row_losses_.data());
+      // Gradients accumulate locally over micro-batches; only the last backward reduces them.
+      const bool last = r0 + micro_batch >= batch;
+      model_->backward(comm_ && last ? launch : none);
+    }
+  } catch (...) {
+    // Buckets already started still write into the gradients: let them finish (or fail).
+    if (comm_ && next_bucket > 0) {
+      try {
+        comm_->wait_gradients();
+      } catch (const std::exception&) {
+      }
+    }
+    throw;
   }
-  return loss_sum / total_tokens;
+  double loss = loss_sum / total_tokens;
+  const auto t1 = Clock::now();
+  if (comm_) {
+    comm_->wait_gradients();
+    // Equal batches per rank: the global mean is the mean of the ranks' means.
+    comm_->all_reduce(&loss, 1, ReduceOp::Sum);
+    loss /= comm_->world_size();
+    const CommStats stats = comm_->take_stats();
+    if (timing) {
+      timing->comm_wait_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+      timing->comm_busy_seconds = stats.busy_seconds;
+      timing->comm_bytes = stats.bytes;
+    }
+  }
+  if (timing) timing->compute_seconds = std::chrono::duration<double>(t1 - t0).count();
+  return loss;
 }
 
 StepResult Trainer::step(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len) {
@@ -96,7 +166,9 @@ StepResult Trainer::step(const uint32_t* tokens, size_t count, int batch, int mi
   begin_call();
   // Validate every id before touching gradients so a bad batch leaves the state unchanged.
   load_rows(tokens, 0, batch, seq_len, seq_len + 1);
-  const double loss = accumulate_gradients(tokens, batch, micro_batch, seq_len);
+  StepResult result{};
+  const double loss = accumulate_gradients(tokens, batch, micro_batch, seq_len, &result);
+  const auto update_start = std::chrono::steady_clock::now();
   const size_t P = model_->num_params();
   const double norm = std::sqrt(backend_->sum_squares(model_->grads(), P));
   if (!std::isfinite(norm) || !std::isfinite(loss))
@@ -117,7 +189,13 @@ StepResult Trainer::step(const uint32_t* tokens, size_t count, int batch, int mi
     backend_->adamw_update(model_->params() + t.offset, model_->grads() + t.offset, m_ + t.offset, v_ + t.offset,
                            t.numel, h);
   }
-  return {loss, norm, lr, step_, static_cast<int64_t>(batch) * seq_len};
+  result.loss = loss;
+  result.grad_norm = norm;
+  result.lr = lr;
+  result.step = step_;
+  result.tokens = static_cast<int64_t>(batch) * seq_len * world_size();
+  result.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - update_start).count();
+  return result;
 }
 
 double Trainer::compute_gradients(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len) {
@@ -185,6 +263,70 @@ std::vector<HostTensor> Trainer::host_copy(const float* base) {
 
 std::vector<HostTensor> Trainer::parameters() { return host_copy(model_->params()); }
 std::vector<HostTensor> Trainer::gradients() { return host_copy(model_->grads()); }
+
+void Trainer::all_reduce(double* values, size_t count, ReduceOp op) {
+  if (comm_) comm_->all_reduce(values, count, op);
+}
+
+uint64_t Trainer::parameter_checksum() {
+  // FNV-1a over the bits of each 1M-float chunk, then over the chunk hashes in order.
+  constexpr size_t kChunk = size_t{1} << 20;
+  const size_t P = model_->num_params();
+  const size_t chunks = (P + kChunk - 1) / kChunk;
+  std::vector<uint64_t> hashes(chunks);
+  std::vector<float> host(std::min(P, kChunk * 8));
+  constexpr uint64_t kOffset = 1469598103934665603ULL, kPrime = 1099511628211ULL;
+  for (size_t first = 0; first < chunks; first += 8) {
+    const size_t last = std::min(chunks, first + 8);
+    const size_t begin = first * kChunk, end = std::min(P, last * kChunk);
+    backend_->download(host.data(), model_->params() + begin, end - begin);
+#pragma omp parallel for schedule(static, 1)
+    for (size_t c = first; c < last; ++c) {
+      const size_t b = c * kChunk, e = std::min(P, b + kChunk);
+      uint64_t h = kOffset;
+      for (size_t i = b; i < e; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &host[i - begin], sizeof bits);
+        h = (h ^ bits) * kPrime;
+      }
+      hashes[c] = h;
+    }
+  }
+  uint64_t h = kOffset ^ P;
+  for (uint64_t c : hashes) h = (h ^ c) * kPrime;
+  return h;
+}
+
+std::vector<uint64_t> Trainer::parameter_checksums() {
+  const uint64_t mine = parameter_checksum();
+  const int world = world_size();
+  // Each rank fills its own slot; a sum then gathers them exactly (the others add zero).
+  std::vector<int64_t> slots(static_cast<size_t>(world), 0);
+  int64_t as_signed;
+  std::memcpy(&as_signed, &mine, sizeof as_signed);
+  slots[static_cast<size_t>(rank())] = as_signed;
+  if (comm_) comm_->all_reduce(slots.data(), slots.size(), ReduceOp::Sum);
+  std::vector<uint64_t> out(slots.size());
+  std::memcpy(out.data(), slots.data(), slots.size() * sizeof(uint64_t));
+  return out;
+}
+
+uint64_t Trainer::verify_parameters() {
+  const std::vector<uint64_t> all = parameter_checksums();
+  auto hex = [](uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  std::string differing;
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r) + " (" + hex(all[r]) + ")";
+  if (!differing.empty())
+    throw std::runtime_error("parameters diverged across ranks at step " + std::to_string(step_) + ": rank 0 has " +
+                             hex(all[0]) + ", rank(s) " + differing +
+                             " differ (same seed, config and checkpoint on every rank?)");
+  return all[0];
+}
 
 void Trainer::set_rope_theta(double theta) {
   if (!(std::isfinite(theta) && theta > 1.0))

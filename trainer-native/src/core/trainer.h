@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/communicator.h"
 #include "core/config.h"
 #include "core/model.h"
 #include "core/rng.h"
@@ -29,14 +30,24 @@ struct TrainerOptions {
   uint64_t seed = 0;
   int threads = 0;  // 0 = all hardware threads
   std::string backend = "cpu";
+  // Data parallelism: world_size 1 (the default) trains alone. With more ranks every rank
+  // holds the full model, trains on its own batch rows, and gradients are averaged.
+  DistributedConfig distributed;
 };
 
 struct StepResult {
-  double loss;       // mean cross-entropy over all batch tokens
-  double grad_norm;  // global L2 norm before clipping
+  double loss;       // mean cross-entropy over all batch tokens (of every rank)
+  double grad_norm;  // global L2 norm before clipping (of the averaged gradient)
   double lr;
   int64_t step;    // optimizer steps completed, including this one
-  int64_t tokens;  // tokens trained on in this step
+  int64_t tokens;  // tokens trained on in this step, summed over ranks
+  // Wall-clock split of the step on this rank: compute (forward, backward, optimizer) and the
+  // time spent waiting for gradient all-reduces after the backward (the part not hidden behind
+  // it); comm_busy is how long the all-reduces ran in total, overlapped or not.
+  double compute_seconds = 0;
+  double comm_wait_seconds = 0;
+  double comm_busy_seconds = 0;
+  int64_t comm_bytes = 0;  // gradient bytes all-reduced in this step (once per step, not per micro-batch)
 };
 
 struct HostTensor {
@@ -62,7 +73,8 @@ class Trainer {
                                     const std::vector<std::vector<uint32_t>>& choices);
   // Logits [batch·seq_len, vocab] for batch rows of seq_len input ids.
   std::vector<float> logits(const uint32_t* tokens, size_t count, int batch, int seq_len);
-  // Gradients of the mean loss (as step() would use before clipping), without updating weights.
+  // Gradients of the mean loss (as step() would use before clipping, so averaged over ranks when
+  // distributed: collective), without updating weights.
   double compute_gradients(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len);
 
   std::vector<HostTensor> parameters();
@@ -76,6 +88,19 @@ class Trainer {
   // Replaces the weights from dir/model.safetensors (F32/BF16/F16); optimizer state and step
   // count are left as they are.
   void import_hf(const std::string& dir);
+
+  // Collective (every rank calls them in the same order). Single-rank trainers reduce over
+  // themselves: the values come back unchanged, and the checksum list has one entry.
+  void all_reduce(double* values, size_t count, ReduceOp op);
+  // A 64-bit hash of the parameter bits (fixed chunking, so independent of thread counts).
+  uint64_t parameter_checksum();
+  // Every rank's parameter_checksum(), indexed by rank.
+  std::vector<uint64_t> parameter_checksums();
+  // Throws naming the ranks whose parameters differ from rank 0's; returns the shared checksum.
+  uint64_t verify_parameters();
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int world_size() const { return comm_ ? comm_->world_size() : 1; }
+  std::string describe_communicator() const { return comm_ ? comm_->describe() : "none (single rank)"; }
 
   void set_rope_theta(double theta);
   int64_t step_count() const { return step_; }
@@ -92,11 +117,17 @@ class Trainer {
   Rng rng_;
   std::vector<int32_t> inputs_, targets_;
   std::vector<float> row_losses_;
+  std::unique_ptr<Communicator> comm_;
+  std::vector<std::pair<size_t, size_t>> buckets_;  // [begin, end) float ranges, in backward order
 
   void begin_call();
   void check_batch(size_t count, int batch, int micro_batch, int seq_len, int row_len) const;
   void load_rows(const uint32_t* tokens, int first_row, int rows, int seq_len, int row_len);
-  double accumulate_gradients(const uint32_t* tokens, int batch, int micro_batch, int seq_len);
+  // Mean loss of this rank's rows; with a communicator the gradients are averaged over ranks
+  // (buckets start during the last micro-batch's backward; waits for them) and so is the loss.
+  double accumulate_gradients(const uint32_t* tokens, int batch, int micro_batch, int seq_len,
+                              StepResult* timing = nullptr);
+  void plan_buckets(size_t bucket_bytes);
   std::vector<HostTensor> host_copy(const float* base);
   void write_weights(const std::string& path);
   void read_weights(const std::string& path, bool allow_extra_lm_head);

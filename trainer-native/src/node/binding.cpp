@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,14 @@ bool bool_field(const Napi::Object& o, const char* key, const std::string& path)
   const Napi::Value v = o.Get(key);
   if (!v.IsBoolean()) type_error(o.Env(), path + "." + key + " must be a boolean");
   return v.As<Napi::Boolean>().Value();
+}
+
+std::string string_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsString()) type_error(env, what + " must be a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.empty()) type_error(env, what + " must not be empty");
+  if (s.find('\0') != std::string::npos) type_error(env, what + " must not contain NUL characters");
+  return s;
 }
 
 constexpr int64_t kIntMax = 2147483647;
@@ -118,7 +127,28 @@ TrainerOptions parse_options(Napi::Env env, const Napi::Value& v) {
     if (!backend.IsString()) type_error(env, "options.backend must be 'cpu' or 'cuda'");
     t.backend = backend.As<Napi::String>().Utf8Value();
   }
+  const Napi::Value dist = o.Get("distributed");
+  if (!dist.IsUndefined()) {
+    const std::string path = "options.distributed";
+    const Napi::Object d = object_arg(env, dist, path);
+    auto& c = t.distributed;
+    c.world_size = static_cast<int>(integer_field(d, "worldSize", path, 1, 1 << 20));
+    c.rank = static_cast<int>(integer_field(d, "rank", path, 0, c.world_size - 1));
+    c.master_addr = string_arg(env, d.Get("masterAddr"), path + ".masterAddr");
+    c.master_port = static_cast<int>(integer_field(d, "masterPort", path, 1, 65535));
+    if (!d.Get("timeoutMs").IsUndefined())
+      c.timeout_ms = integer_field(d, "timeoutMs", path, 1, 1LL << 40);
+    if (!d.Get("localAddr").IsUndefined()) c.local_addr = string_arg(env, d.Get("localAddr"), path + ".localAddr");
+    if (!d.Get("engine").IsUndefined()) c.engine = string_arg(env, d.Get("engine"), path + ".engine");
+    if (!d.Get("bucketBytes").IsUndefined())
+      c.bucket_bytes = static_cast<size_t>(integer_field(d, "bucketBytes", path, 1, 1LL << 40));
+  }
   return t;
+}
+
+// Whether creating this trainer involves a rendezvous (which may wait for the other ranks).
+bool needs_rendezvous(const TrainerOptions& t) {
+  return smolstage::resolve_engine(t.distributed, t.backend) != "none";
 }
 
 std::vector<uint32_t> token_array(Napi::Env env, const Napi::Value& v, const std::string& what) {
@@ -128,13 +158,6 @@ std::vector<uint32_t> token_array(Napi::Env env, const Napi::Value& v, const std
   return std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
-std::string string_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsString()) type_error(env, what + " must be a string");
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s.empty()) type_error(env, what + " must not be empty");
-  if (s.find('\0') != std::string::npos) type_error(env, what + " must not contain NUL characters");
-  return s;
-}
 
 // ---- shared trainer state and async work ----------------------------------------------------
 
@@ -145,6 +168,7 @@ struct Shared {
   std::atomic<int64_t> step_count{0};
   std::mutex pending_mu;
   std::optional<double> pending_theta;
+  std::optional<smolstage::StepResult> last_timing;  // under pending_mu
 };
 
 // Runs `work` on the pool with the trainer locked; `result` converts its output on the JS thread.
@@ -231,13 +255,39 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
                            InstanceAccessor<&NativeTrainer::StepCount>("stepCount"),
                            InstanceAccessor<&NativeTrainer::Config>("config"),
                            InstanceAccessor<&NativeTrainer::BackendInfo>("backendInfo"),
+                           InstanceMethod<&NativeTrainer::AllReduce>("allReduce"),
+                           InstanceMethod<&NativeTrainer::VerifyParameters>("verifyParameters"),
+                           InstanceMethod<&NativeTrainer::ParameterChecksums>("parameterChecksums"),
+                           InstanceAccessor<&NativeTrainer::Rank>("rank"),
+                           InstanceAccessor<&NativeTrainer::StepTiming>("lastStepTiming"),
+                           InstanceAccessor<&NativeTrainer::WorldSize>("worldSize"),
+                           InstanceAccessor<&NativeTrainer::CommunicatorInfo>("communicatorInfo"),
                        });
   }
 
+  // new NativeTrainer(options) creates a single-rank trainer; connect() creates the trainer on
+  // the pool (the rendezvous waits for the other ranks) and hands it over as an External.
   explicit NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
     shared_ = std::make_shared<Shared>();
+    if (info[0].IsExternal()) {
+      auto* made = info[0].As<Napi::External<std::unique_ptr<Trainer>>>().Data();
+      shared_->trainer = std::move(*made);
+      config_ = shared_->trainer->config();
+      backend_info_ = shared_->trainer->describe_backend();
+      rank_ = shared_->trainer->rank();
+      world_size_ = shared_->trainer->world_size();
+      comm_info_ = shared_->trainer->describe_communicator();
+      return;
+    }
     try {
-      shared_->trainer = std::make_unique<Trainer>(parse_options(info.Env(), info[0]));
+      TrainerOptions options = parse_options(info.Env(), info[0]);
+      if (needs_rendezvous(options))
+        throw Napi::TypeError::New(info.Env(),
+                                   "a distributed trainer (options.distributed with worldSize " +
+                                       std::to_string(options.distributed.world_size) +
+                                       " or an explicit engine) is created with Trainer.connect(), which waits for "
+                                       "the other ranks off the event loop");
+      shared_->trainer = std::make_unique<Trainer>(options);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::bad_alloc&) {
@@ -247,12 +297,15 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     }
     config_ = shared_->trainer->config();
     backend_info_ = shared_->trainer->describe_backend();
+    comm_info_ = shared_->trainer->describe_communicator();
   }
 
  private:
   std::shared_ptr<Shared> shared_;
   ModelConfig config_;
   std::string backend_info_;
+  int rank_ = 0, world_size_ = 1;
+  std::string comm_info_;
 
   void ensure_alive(Napi::Env env) const {
     if (shared_->disposed) throw Napi::Error::New(env, "Trainer has been disposed");
@@ -278,8 +331,11 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     const int seq = static_cast<int>(integer_field(o, "seqLen", "step options", 1, kIntMax));
     return queue<smolstage::StepResult>(
         env,
-        [tokens = std::move(tokens), batch, micro, seq](Trainer& t) {
-          return t.step(tokens.data(), tokens.size(), batch, micro, seq);
+        [tokens = std::move(tokens), batch, micro, seq, shared = shared_](Trainer& t) {
+          smolstage::StepResult r = t.step(tokens.data(), tokens.size(), batch, micro, seq);
+          std::lock_guard<std::mutex> lock(shared->pending_mu);
+          shared->last_timing = r;
+          return r;
         },
         [](Napi::Env e, smolstage::StepResult& r) -> Napi::Value {
           Napi::Object out = Napi::Object::New(e);
@@ -385,6 +441,73 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value ExportHF(const Napi::CallbackInfo& info) { return DirOp(info, "exportHF", &Trainer::export_hf); }
   Napi::Value ImportHF(const Napi::CallbackInfo& info) { return DirOp(info, "importHF", &Trainer::import_hf); }
 
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      type_error(env, "allReduce(values) must be a Float64Array");
+    const Napi::Float64Array a = info[0].As<Napi::Float64Array>();
+    if (a.ElementLength() > (1u << 17)) type_error(env, "allReduce(values) takes at most 131072 values");
+    std::vector<double> values(a.Data(), a.Data() + a.ElementLength());
+    std::string op_name = info[1].IsUndefined() ? "sum" : string_arg(env, info[1], "allReduce(op)");
+    smolstage::ReduceOp op;
+    if (op_name == "sum") op = smolstage::ReduceOp::Sum;
+    else if (op_name == "max") op = smolstage::ReduceOp::Max;
+    else if (op_name == "min") op = smolstage::ReduceOp::Min;
+    else type_error(env, "allReduce(op) must be 'sum', 'max' or 'min', got '" + op_name + "'");
+    return queue<std::vector<double>>(
+        env,
+        [values = std::move(values), op](Trainer& t) mutable {
+          t.all_reduce(values.data(), values.size(), op);
+          return values;
+        },
+        [](Napi::Env e, std::vector<double>& v) -> Napi::Value {
+          Napi::Float64Array out = Napi::Float64Array::New(e, v.size());
+          std::copy(v.begin(), v.end(), out.Data());
+          return out;
+        });
+  }
+
+  static std::string hex(uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return buf;
+  }
+
+  Napi::Value VerifyParameters(const Napi::CallbackInfo& info) {
+    return queue<uint64_t>(
+        info.Env(), [](Trainer& t) { return t.verify_parameters(); },
+        [](Napi::Env e, uint64_t& v) -> Napi::Value { return Napi::String::New(e, hex(v)); });
+  }
+
+  Napi::Value ParameterChecksums(const Napi::CallbackInfo& info) {
+    return queue<std::vector<uint64_t>>(
+        info.Env(), [](Trainer& t) { return t.parameter_checksums(); },
+        [](Napi::Env e, std::vector<uint64_t>& v) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(e, v.size());
+          for (uint32_t i = 0; i < v.size(); ++i) out.Set(i, hex(v[i]));
+          return out;
+        });
+  }
+
+  // Timing of the last completed step (timings are not part of the deterministic step result).
+  Napi::Value StepTiming(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::lock_guard<std::mutex> lock(shared_->pending_mu);
+    if (!shared_->last_timing) return env.Null();
+    const smolstage::StepResult& r = *shared_->last_timing;
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("step", static_cast<double>(r.step));
+    out.Set("computeMs", r.compute_seconds * 1e3);
+    out.Set("commWaitMs", r.comm_wait_seconds * 1e3);
+    out.Set("commBusyMs", r.comm_busy_seconds * 1e3);
+    out.Set("commBytes", static_cast<double>(r.comm_bytes));
+    return out;
+  }
+
+  Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rank_); }
+  Napi::Value WorldSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), world_size_); }
+  Napi::Value CommunicatorInfo(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), comm_info_); }
+
   // Takes effect for the next call (a call in flight finishes with the old θ).
   Napi::Value SetRopeTheta(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -453,8 +576,54 @@ Napi::Value ReadHFConfig(const Napi::CallbackInfo& info) {
   return guarded(env, [&] { return model_to_js(env, smolstage::read_hf_config(dir)); });
 }
 
+// connect(options): creates a trainer whose rendezvous (and the check that every rank holds
+// the same initial weights) runs on the pool; resolves to a NativeTrainer.
+class ConnectWork : public Napi::AsyncWorker {
+ public:
+  ConnectWork(Napi::Env env, TrainerOptions options, Napi::FunctionReference* ctor)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), options_(std::move(options)), ctor_(ctor) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      trainer_ = std::make_unique<Trainer>(options_);
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory creating the model");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    try {
+      auto handle = Napi::External<std::unique_ptr<Trainer>>::New(Env(), &trainer_);
+      deferred_.Resolve(ctor_->New({handle}));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  TrainerOptions options_;
+  Napi::FunctionReference* ctor_;
+  std::unique_ptr<Trainer> trainer_;
+};
+
+Napi::Value Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TrainerOptions options = parse_options(env, info[0]);
+  auto* w = new ConnectWork(env, std::move(options), env.GetInstanceData<Napi::FunctionReference>());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("NativeTrainer", NativeTrainer::Define(env));
+  Napi::Function ctor = NativeTrainer::Define(env);
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  exports.Set("NativeTrainer", ctor);
+  exports.Set("connect", Napi::Function::New<Connect>(env, "connect"));
   exports.Set("presetConfig", Napi::Function::New<PresetConfig>(env, "presetConfig"));
   exports.Set("presetNames", Napi::Function::New<PresetNames>(env, "presetNames"));
   exports.Set("validateConfig", Napi::Function::New<ValidateConfig>(env, "validateConfig"));
