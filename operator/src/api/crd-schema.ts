@@ -34,6 +34,7 @@ import {
   IMAGE_PULL_POLICIES,
   MODEL_PRESETS,
   NameLimits,
+  OBJECTIVES,
   type ObjectMeta,
   PROMOTION_REASONS,
   type Quantity,
@@ -51,7 +52,7 @@ const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 const URI = '^(s3://[a-z0-9][a-z0-9.-]+[a-z0-9](/\\S*)?|/\\S*)$';
 const URI_HELP = 'an s3://bucket/path URI or an absolute path';
-const METRIC = '^(train\\.[a-zA-Z_]+|eval\\.[a-z0-9]([-a-z0-9_]*[a-z0-9])?\\.[a-z_]+)$';
+const METRIC = '^(train\\.[a-zA-Z_]+(\\.[a-z_]+)?|eval\\.[a-z0-9]([-a-z0-9_]*[a-z0-9])?\\.[a-z_]+)$';
 const K8S_QUANTITY = '^[+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i?|[munkMGTPE])?$';
 
 const RESERVED = `[${RESERVED_STAGE_NAMES.map((n) => `'${n}'`).join(', ')}]`;
@@ -207,6 +208,38 @@ const stageTemplateProps = {
     minimum: 1,
     maximum: 4096,
   }),
+  objective: dflt(
+    oneOf(
+      'What the stage trains. pretrain: next-token loss on every token; AdamW moments and the run schedule continue from stage to stage. sft: chat conversations (datasets prepared with --format chat), loss on assistant tokens only. dpo: preference pairs (datasets prepared with --format preference) against a frozen reference, the weights the stage starts from. sft and dpo start fresh AdamW moments and their own warmup and decay (optimizer, schedule).',
+      OBJECTIVES,
+    ),
+    'pretrain',
+  ),
+  optimizer: obj(
+    'An sft or dpo stage’s fresh AdamW (β, ε and clipping come from spec.optimizer).',
+    {
+      lr: num('Peak learning rate of the stage.', { minimum: 0, exclusiveMinimum: true, maximum: 1 }),
+      weightDecay: num('Decoupled weight decay (default: spec.optimizer.weightDecay).', { minimum: 0 }),
+    },
+    { required: ['lr'] },
+  ),
+  schedule: obj('An sft or dpo stage’s own warmup and decay, over the stage’s planned steps.', {
+    warmupFraction: dflt(
+      num('Share of the stage’s steps spent warming up.', { minimum: 0, maximum: 1 }),
+      0.1,
+    ),
+    shape: dflt(oneOf('Decay curve after the warmup.', DECAY_SHAPES), 'cosine'),
+    minLr: dflt(num('LR at the end of the stage.', { minimum: 0 }), 0),
+  }),
+  dpo: obj('Direct preference optimization settings (dpo stages).', {
+    beta: dflt(
+      num('β of the sigmoid DPO loss: how far the policy may move from the reference.', {
+        minimum: 0,
+        exclusiveMinimum: true,
+      }),
+      0.1,
+    ),
+  }),
   startFrom: obj(
     'Branch: start from a checkpoint of an earlier stage instead of where the previous stage ended (e.g. long-context extension from before the end of the decay).',
     {
@@ -228,6 +261,20 @@ export const stageTemplate = obj('A stage of the run.', stageTemplateProps, {
     {
       rule: 'self.mixture.exists(k, self.mixture[k] > 0.0)',
       messageExpression: "'stage ' + self.name + ': mixture weights must not all be zero'",
+    },
+    {
+      rule: "self.objective == 'pretrain' || has(self.optimizer)",
+      messageExpression:
+        "'stage ' + self.name + ': an ' + self.objective + ' stage starts a fresh optimizer; set its optimizer.lr'",
+    },
+    {
+      rule: "self.objective != 'pretrain' || (!has(self.optimizer) && !has(self.schedule))",
+      messageExpression:
+        "'stage ' + self.name + ': optimizer and schedule are for sft and dpo stages; pretraining stages follow spec.optimizer and spec.schedule'",
+    },
+    {
+      rule: "self.objective == 'dpo' || !has(self.dpo)",
+      messageExpression: "'stage ' + self.name + ': dpo settings need objective: dpo'",
     },
   ],
 });

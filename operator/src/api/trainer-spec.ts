@@ -1,7 +1,7 @@
 import type { ModelConfig } from '@smolstage/trainer-native';
 import { modelConfigFields } from './crd-schema.js';
 import { arr, type In, int, map, num, obj, oneOf, orNull, str, typed } from './schema-builder.js';
-import { DECAY_SHAPES, NameLimits } from './types.js';
+import { DECAY_SHAPES, NameLimits, OBJECTIVES } from './types.js';
 
 /**
  * The trainer spec: the JSON document the operator (or the local driver) renders for one
@@ -51,13 +51,16 @@ const scheduleSchema = obj(
   'The LR schedule in absolute optimizer steps.',
   {
     peakLr: num('Peak learning rate.', { minimum: 0, exclusiveMinimum: true }),
-    warmupSteps: index('Linear warmup steps from 0.'),
+    startStep: index(
+      'Absolute step the warmup counts from: 0 for pretraining, the stage’s first step for sft and dpo.',
+    ),
+    warmupSteps: index('Linear warmup steps from startStep.'),
     decayStartStep: orNull(index('Absolute step at which decay begins; null when the run never decays.')),
     decaySteps: index('Steps over which the LR falls to minLr.'),
     shape: oneOf('Decay curve.', DECAY_SHAPES),
     minLr: num('LR at the end of the decay.', { minimum: 0 }),
   },
-  { required: ['peakLr', 'warmupSteps', 'decayStartStep', 'decaySteps', 'shape', 'minLr'] },
+  { required: ['peakLr', 'startStep', 'warmupSteps', 'decayStartStep', 'decaySteps', 'shape', 'minLr'] },
 );
 
 export const trainerSpecSchema = obj(
@@ -102,6 +105,15 @@ export const trainerSpecSchema = obj(
       'HF safetensors directory/URI to initialize from when there is no checkpoint to resume.',
     ),
     tokenizer: obj('The tokenizer.', { uri: location('tokenizer.json.') }, { required: ['uri'] }),
+    objective: oneOf(
+      'pretrain: loss on every token, optimizer state continues. sft: loss weighted by the datasets’ masks. dpo: preference pairs against the starting weights. sft and dpo reset the AdamW moments when they start.',
+      OBJECTIVES,
+    ),
+    dpo: obj(
+      'DPO settings (objective dpo).',
+      { beta: num('β of the sigmoid loss.', { minimum: 0, exclusiveMinimum: true }) },
+      { required: ['beta'] },
+    ),
     storage: storageSchema,
     datasets: map(
       'Prepared token-shard datasets by name (directory or s3:// URI holding manifest.json).',
@@ -196,6 +208,7 @@ export const trainerSpecSchema = obj(
       'run',
       'stage',
       'model',
+      'objective',
       'storage',
       'datasets',
       'mixture',

@@ -88,6 +88,10 @@ export const MODEL_PRESETS = [
 ] as const;
 export type ModelPreset = (typeof MODEL_PRESETS)[number];
 
+/** What a stage trains (see crd-schema.ts, stage objective). */
+export const OBJECTIVES = ['pretrain', 'sft', 'dpo'] as const;
+export type Objective = (typeof OBJECTIVES)[number];
+
 export const IMAGE_PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
 
 // The spec and status types below are derived from the schema in crd-schema.ts, the one

@@ -117,6 +117,59 @@ const table: [string, TrainingRun, RegExp][] = [
     /at most 30/,
   ],
   [
+    'an sft stage without its own learning rate',
+    aRun()
+      .withStages(aStage('a'), aStage('b').with({ objective: 'sft' }))
+      .build(),
+    /stage b: an sft stage starts a fresh optimizer; set its optimizer.lr/,
+  ],
+  [
+    'a stage optimizer on a pretraining stage',
+    aRun()
+      .withStages(aStage('a'), aStage('b').with({ optimizer: { lr: 1e-4 } }))
+      .build(),
+    /stage b: optimizer and schedule are for sft and dpo stages/,
+  ],
+  [
+    'dpo settings on an sft stage',
+    aRun()
+      .withStages(
+        aStage('a'),
+        aStage('b').with({ objective: 'sft', optimizer: { lr: 1e-4 }, dpo: { beta: 0.5 } }),
+      )
+      .build(),
+    /stage b: dpo settings need objective: dpo/,
+  ],
+  [
+    'pretraining after post-training',
+    aRun()
+      .withStages(aStage('a').with({ objective: 'sft', optimizer: { lr: 1e-4 } }), aStage('b'))
+      .build(),
+    /\(b\) pretrains after the sft stage a; put the pretraining stages first/,
+  ],
+  [
+    'the run decay on an sft stage',
+    aRun()
+      .withStages(aStage('a'), aStage('b').with({ objective: 'sft', optimizer: { lr: 1e-4 } }))
+      .withSpec((s) => {
+        s.schedule = { decay: { startsAtStage: 'b' } };
+      })
+      .build(),
+    /decay.startsAtStage 'b' is an sft stage/,
+  ],
+  [
+    'a reward metric on a stage that is not dpo',
+    aRun()
+      .withStages(
+        aStage('a'),
+        aStage('b')
+          .with({ objective: 'sft', optimizer: { lr: 1e-4 } })
+          .promotion({ anyOf: [{ metric: 'eval.rewards.accuracies', atLeast: 0.6 }] }),
+      )
+      .build(),
+    /'eval.rewards.accuracies' is only measured by dpo stages/,
+  ],
+  [
     'stage shorter than one step',
     aRun().withStages(aStage('a').tokens(100)).build(),
     /less than one optimizer step/,
@@ -125,6 +178,18 @@ const table: [string, TrainingRun, RegExp][] = [
 
 describe('validateRun', () => {
   it('accepts the default builder run', () => assert.deepEqual(validateRun(aRun().build()), []));
+  it('accepts pretraining → sft → dpo with a reward-gated promotion', () => {
+    const run = aRun()
+      .withStages(
+        aStage('a'),
+        aStage('b').with({ objective: 'sft', optimizer: { lr: 1e-4 } }),
+        aStage('c')
+          .with({ objective: 'dpo', optimizer: { lr: 1e-6 }, dpo: { beta: 0.5 } })
+          .promotion({ anyOf: [{ metric: 'eval.rewards.accuracies', atLeast: 0.6 }] }),
+      )
+      .build();
+    assert.deepEqual(validateRun(run), []);
+  });
   for (const [name, run, message] of table) {
     it(`rejects: ${name}`, () => {
       const problems = validateRun(run);

@@ -27,6 +27,8 @@ const TRAIN_METRICS = new Set([
   'train.tokPerSec',
   'train.tokens',
 ]);
+/** What DPO adds, under TRL's names: `train.rewards.*` and `eval.rewards.*`. */
+const REWARD_METRICS = ['chosen', 'rejected', 'accuracies', 'margins'];
 
 /** Everything wrong with `run`, as the API server and then the operator would say it. */
 export function validateRun(run: TrainingRun): string[] {
@@ -114,6 +116,28 @@ export function crossFieldProblems(rawSpec: TrainingRunSpec): string[] {
     }
   });
 
+  const firstPostTraining = spec.stages.findIndex((s) => (s.objective ?? 'pretrain') !== 'pretrain');
+  spec.stages.forEach((stage, index) => {
+    if (
+      firstPostTraining >= 0 &&
+      index > firstPostTraining &&
+      (stage.objective ?? 'pretrain') === 'pretrain'
+    ) {
+      const post = spec.stages[firstPostTraining] as StageTemplate;
+      problems.push(
+        `spec.stages[${index}] (${stage.name}) pretrains after the ${post.objective} stage ${post.name}; put the pretraining stages first`,
+      );
+    }
+  });
+  for (const field of ['startsAtStage', 'endsAtStage'] as const) {
+    const name = spec.schedule.decay?.[field];
+    const target = spec.stages.find((s) => s.name === name);
+    if (target !== undefined && (target.objective ?? 'pretrain') !== 'pretrain')
+      problems.push(
+        `spec.schedule.decay.${field} '${name}' is an ${target.objective} stage; the run's decay spans pretraining stages (sft and dpo stages have their own schedule)`,
+      );
+  }
+
   if (spec.schedule.warmupSteps > runSteps && runSteps > 0) {
     problems.push(
       `spec.schedule.warmupSteps ${spec.schedule.warmupSteps} is longer than the whole run (${runSteps} optimizer steps of ${spec.batch.globalBatchTokens} tokens); lower warmupSteps`,
@@ -150,7 +174,7 @@ function stageProblems(stage: StageTemplate, at: string, spec: DefaultedSpec): s
     }
     conditions.forEach((condition, i) => {
       const where = `${at}.promotion condition ${i} (${condition.metric})`;
-      problems.push(...comparisonProblems(condition, where, spec));
+      problems.push(...comparisonProblems(condition, where, spec, stage));
       const after = quantityOf(condition.afterTokens ?? 0, `${where}.afterTokens`, problems);
       if (after !== undefined && cap !== undefined && after >= cap) {
         problems.push(
@@ -161,7 +185,7 @@ function stageProblems(stage: StageTemplate, at: string, spec: DefaultedSpec): s
   }
   const adjustedDatasets = new Set(Object.keys(stage.mixture));
   (stage.adjust ?? []).forEach((rule, i) => {
-    problems.push(...comparisonProblems(rule.when, `${at}.adjust[${i}].when`, spec));
+    problems.push(...comparisonProblems(rule.when, `${at}.adjust[${i}].when`, spec, null));
     for (const action of [rule.set, rule.scale, rule.add]) {
       for (const dataset of Object.keys(action ?? {})) adjustedDatasets.add(dataset);
     }
@@ -175,13 +199,30 @@ function stageProblems(stage: StageTemplate, at: string, spec: DefaultedSpec): s
   return problems;
 }
 
-function comparisonProblems(c: MetricComparison, where: string, spec: DefaultedSpec): string[] {
-  const problem = metricProblem(c.metric, spec);
+/** `stage` is the stage whose own metrics the comparison reads, or null for earlier stages' (adjust). */
+function comparisonProblems(
+  c: MetricComparison,
+  where: string,
+  spec: DefaultedSpec,
+  stage: StageTemplate | null,
+): string[] {
+  const problem = metricProblem(c.metric, spec, stage);
   return problem === null ? [] : [`${where}: ${problem}`];
 }
 
-/** Why the worker will never produce `metric` for this spec, or null when it will. */
-export function metricProblem(metric: string, spec: DefaultedSpec): string | null {
+/**
+ * Why the worker will never produce `metric` for this spec, or null when it will. Reward metrics
+ * come from dpo stages: a promotion may read them on a dpo stage, an adjust rule whenever the run
+ * has one before it could read them.
+ */
+function metricProblem(metric: string, spec: DefaultedSpec, stage: StageTemplate | null): string | null {
+  const reward = /^(train|eval)\.rewards\.([a-z_]+)$/.exec(metric);
+  if (reward !== null) {
+    if (!REWARD_METRICS.includes(reward[2] ?? ''))
+      return `unknown reward metric '${metric}'; DPO reports ${REWARD_METRICS.map((r) => `${reward[1]}.rewards.${r}`).join(', ')}`;
+    const dpo = stage === null ? spec.stages.some((s) => s.objective === 'dpo') : stage.objective === 'dpo';
+    return dpo ? null : `'${metric}' is only measured by dpo stages`;
+  }
   if (metric.startsWith('train.')) {
     return TRAIN_METRICS.has(metric)
       ? null

@@ -26,6 +26,7 @@ describe('renderTrainerSpec on the SmolLM2 recipe', () => {
     assert.deepEqual(s.budget, { startTokens: 0, stopAtTokens: 6e12 });
     assert.deepEqual(s.schedule, {
       peakLr: 5e-4,
+      startStep: 0,
       warmupSteps: 2000,
       decayStartStep: null,
       decaySteps: 0,

@@ -40,6 +40,8 @@ export function renderTrainerSpec(l: StageLaunch): TrainerSpec {
     model: { ...model.config, ropeTheta },
     ...(spec.model.initFrom !== undefined ? { initFrom: spec.model.initFrom.uri } : {}),
     tokenizer: { uri: spec.tokenizer.uri },
+    objective: stage.objective ?? 'pretrain',
+    ...(stage.objective === 'dpo' ? { dpo: { beta: stage.dpo?.beta ?? 0.1 } } : {}),
     storage: {
       kind: 's3',
       endpoint: spec.storage.endpoint,
@@ -58,7 +60,7 @@ export function renderTrainerSpec(l: StageLaunch): TrainerSpec {
     optimizer: {
       betas: spec.optimizer.betas,
       eps: spec.optimizer.eps,
-      weightDecay: spec.optimizer.weightDecay,
+      weightDecay: stage.optimizer?.weightDecay ?? spec.optimizer.weightDecay,
       gradClip: spec.optimizer.gradClip,
     },
     schedule: scheduleFor({

@@ -63,6 +63,7 @@ describe('scheduleFor', () => {
 describe('learningRateAt', () => {
   const s = {
     peakLr: 1,
+    startStep: 0,
     warmupSteps: 4,
     decayStartStep: 10,
     decaySteps: 10,
@@ -85,5 +86,39 @@ describe('learningRateAt', () => {
       assert.equal(learningRateAt({ ...s, shape, minLr: 0.1 }, 10), 1);
       assert.ok(Math.abs(learningRateAt({ ...s, shape, minLr: 0.1 }, 20) - 0.1) < 1e-12);
     }
+  });
+});
+
+describe('post-training schedule', () => {
+  it('an sft stage warms up from its own first step and decays over its planned steps', () => {
+    const run = aRun()
+      .withStages(
+        aStage('pre').tokens(10240),
+        aStage('sft')
+          .tokens(20480)
+          .with({ objective: 'sft', optimizer: { lr: 3e-4 }, schedule: { warmupFraction: 0.1 } }),
+      )
+      .build();
+    const spec = withDefaults(run.spec);
+    const s = scheduleFor({
+      spec,
+      stages: spec.stages,
+      stageIndex: 1,
+      stageStartStep: 10,
+      startedAt: { pre: 0 },
+    });
+    // 20480 tokens at 1024 per step: 20 steps, 2 of them warmup.
+    assert.deepEqual(s, {
+      peakLr: 3e-4,
+      startStep: 10,
+      warmupSteps: 2,
+      decayStartStep: 12,
+      decaySteps: 18,
+      shape: 'cosine',
+      minLr: 0,
+    });
+    assert.ok(Math.abs(learningRateAt(s, 10) - 1.5e-4) < 1e-15, 'first step of the warmup');
+    assert.equal(learningRateAt(s, 12), 3e-4);
+    assert.equal(learningRateAt(s, 30), 0);
   });
 });

@@ -30,8 +30,10 @@ export interface SchedulePosition {
 
 export function scheduleFor(p: SchedulePosition): ScheduleSpec {
   const { spec, stages } = p;
+  const stage = stages[p.stageIndex] as StageTemplate;
+  if ((stage.objective ?? 'pretrain') !== 'pretrain') return postTrainingSchedule(p, stage);
   const decay = spec.schedule.decay;
-  const base = { peakLr: spec.optimizer.lr, warmupSteps: spec.schedule.warmupSteps };
+  const base = { peakLr: spec.optimizer.lr, startStep: 0, warmupSteps: spec.schedule.warmupSteps };
   if (decay === undefined) {
     return { ...base, decayStartStep: null, decaySteps: 0, shape: 'linear', minLr: spec.optimizer.lr };
   }
@@ -57,9 +59,28 @@ export function scheduleFor(p: SchedulePosition): ScheduleSpec {
   return { ...base, decayStartStep, decaySteps, shape: decay.shape, minLr: decay.minLr };
 }
 
+/**
+ * An sft or dpo stage: its own warmup (warmupFraction of its planned steps) from its first step,
+ * then decay to minLr over the rest of its planned steps, whatever the pretraining schedule was.
+ */
+function postTrainingSchedule(p: SchedulePosition, stage: StageTemplate): ScheduleSpec {
+  const steps = stepsForTokens(tokensOf(stage.tokens), p.spec.batch.globalBatchTokens);
+  const warmupSteps = Math.round((stage.schedule?.warmupFraction ?? 0.1) * steps);
+  return {
+    peakLr: stage.optimizer?.lr ?? p.spec.optimizer.lr,
+    startStep: p.stageStartStep,
+    warmupSteps,
+    decayStartStep: p.stageStartStep + warmupSteps,
+    decaySteps: steps - warmupSteps,
+    shape: stage.schedule?.shape ?? 'cosine',
+    minLr: stage.schedule?.minLr ?? 0,
+  };
+}
+
 /** Learning rate at an absolute step (0-based) under a schedule. */
 export function learningRateAt(s: ScheduleSpec, step: number): number {
-  if (step < s.warmupSteps) return (s.peakLr * (step + 1)) / s.warmupSteps;
+  const sinceStart = step - s.startStep;
+  if (sinceStart < s.warmupSteps) return (s.peakLr * (sinceStart + 1)) / s.warmupSteps;
   if (s.decayStartStep === null || step < s.decayStartStep) return s.peakLr;
   const progress = s.decaySteps <= 0 ? 1 : Math.min(1, (step - s.decayStartStep) / s.decaySteps);
   const span = s.peakLr - s.minLr;

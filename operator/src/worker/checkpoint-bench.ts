@@ -59,6 +59,7 @@ for (const preset of presets) {
     optimizer: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01, gradClip: 1 },
     schedule: {
       peakLr: 1e-3,
+      startStep: 0,
       warmupSteps: 0,
       decayStartStep: null,
       decaySteps: 0,

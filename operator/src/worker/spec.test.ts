@@ -21,6 +21,7 @@ function validSpec(): TrainerSpec {
       maxPositionEmbeddings: 256,
       initializerRange: 0.02,
     },
+    objective: 'pretrain',
     storage: {
       kind: 's3',
       endpoint: 'http://127.0.0.1:9000',
@@ -35,6 +36,7 @@ function validSpec(): TrainerSpec {
     optimizer: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01, gradClip: 1 },
     schedule: {
       peakLr: 1e-3,
+      startStep: 0,
       warmupSteps: 2,
       decayStartStep: null,
       decaySteps: 0,

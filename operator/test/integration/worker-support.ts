@@ -86,6 +86,7 @@ export function tinySpec(data: TinyData, run: string, overrides: Partial<Trainer
       initializerRange: 0.02,
     },
     tokenizer: { uri: data.tokenizerPath },
+    objective: 'pretrain',
     storage: s3StorageSpec(data.bucket),
     datasets: data.datasets,
     mixture: { prose: 0.75, code: 0.25 },
@@ -94,6 +95,7 @@ export function tinySpec(data: TinyData, run: string, overrides: Partial<Trainer
     optimizer: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01, gradClip: 1 },
     schedule: {
       peakLr: 3e-3,
+      startStep: 0,
       warmupSteps: 2,
       decayStartStep: null,
       decaySteps: 0,
