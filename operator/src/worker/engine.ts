@@ -7,10 +7,25 @@ import type { Trainer } from '@smolstage/trainer-native';
 
 export type { BatchShape, StepResult } from '@smolstage/trainer-native';
 
-/** The part of the native trainer the training loop uses (tests may stand in a fake). */
+/**
+ * The part of the native trainer the training loop uses: training, evaluation, state, and the
+ * collectives data-parallel ranks agree through (identities on a single-rank trainer).
+ */
 export type TrainingEngine = Pick<
   Trainer,
-  'step' | 'evalLoss' | 'scoreChoices' | 'saveState' | 'loadState' | 'importHF' | 'setRopeTheta' | 'dispose'
+  | 'step'
+  | 'evalLoss'
+  | 'scoreChoices'
+  | 'saveState'
+  | 'loadState'
+  | 'importHF'
+  | 'setRopeTheta'
+  | 'dispose'
+  | 'allReduce'
+  | 'agree'
+  | 'verifyParameters'
+  | 'rank'
+  | 'worldSize'
 >;
 
 export interface TokenBatch {

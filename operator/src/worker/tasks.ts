@@ -1,8 +1,8 @@
+import { BadConfigurationError } from '../api/failures.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { loadTask, scoreTask } from '../data/eval-task.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { tokenizerFile } from './data-setup.js';
-import { BadConfigurationError } from './errors.js';
 import type { ChoiceTask } from './evaluation.js';
 
 /** Loads the spec's multiple-choice tasks and the tokenizer that turns them into ids. */
@@ -21,14 +21,20 @@ export async function loadChoiceTasks(
     const items = await loadTask(uri, env);
     tasks.push({
       name,
-      async score(scorer) {
-        const result = await scoreTask(items, tokenizer, (context, choices) =>
+      async score(scorer, shard) {
+        const mine = items.filter((_, i) => i % shard.worldSize === shard.rank);
+        const result = await scoreTask(mine, tokenizer, (context, choices) =>
           scorer(
             Uint32Array.from(context),
             choices.map((c) => Uint32Array.from(c)),
           ),
         );
-        return { acc: result.acc, accNorm: result.acc_norm };
+        // scoreTask reports fractions; the counts behind them are whole numbers.
+        return {
+          correct: Math.round(result.acc * result.count),
+          correctNorm: Math.round(result.acc_norm * result.count),
+          count: result.count,
+        };
       },
     });
   }
