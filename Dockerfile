@@ -25,7 +25,7 @@ ARG CUDA_ARCHITECTURES=90
 ARG BUILD_JOBS=4
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates cmake g++ make ninja-build python3 libopenblas-dev \
+ && apt-get install -y --no-install-recommends ca-certificates cmake g++ make ninja-build python3 libopenblas-dev libgloo-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/include/node /usr/local/include/node
@@ -44,7 +44,7 @@ COPY operator/ operator/
 # or benchmark binaries in the image. Node headers come from the copied Node install.
 RUN cd trainer-native \
  && npm_config_nodedir=/usr/local npx cmake-js build --out build --config Release --parallel "${BUILD_JOBS}" \
-      --CDSMOLSTAGE_NATIVE_ARCH=OFF --CDSMOLSTAGE_BUILD_TESTS=OFF --CDSMOLSTAGE_BUILD_BENCH=OFF \
+      --CDSMOLSTAGE_NATIVE_ARCH=OFF --CDSMOLSTAGE_BUILD_TESTS=OFF --CDSMOLSTAGE_BUILD_BENCH=OFF --CDSMOLSTAGE_GLOO=ON \
       --CDSMOLSTAGE_CUDA="${SMOLSTAGE_CUDA}" --CDCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" \
  && npx tsc -p tsconfig.json \
  && cd .. && npx tsc -p operator/tsconfig.json \
@@ -59,9 +59,10 @@ RUN mkdir -p /app/operator /app/trainer-native/build/Release \
 
 FROM ${RUNTIME_BASE}
 ENV DEBIAN_FRONTEND=noninteractive
-# The addon's shared libraries: OpenBLAS and the GCC OpenMP runtime (cuBLAS comes with a CUDA base).
+# The addon's shared libraries: OpenBLAS, Gloo (data-parallel cpu training) and the GCC OpenMP
+# runtime (cuBLAS and NCCL come with a CUDA base).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libopenblas0 libgomp1 \
+ && apt-get install -y --no-install-recommends ca-certificates libopenblas0 libgloo0 libgomp1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /app /app

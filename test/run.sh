@@ -9,7 +9,7 @@
 #                operator/test/integration/*.test.ts against them, stop the servers
 #   parity       trainer-native/scripts/parity.sh with SMOLSTAGE_PYTHON (HF transformers reference)
 #   all          lint, unit, integration, parity (what `npm test` runs), then a summary
-#   bench-cpu, bench-gpu, demo   the benchmark scripts and the CPU quickstart (not part of `all`)
+#   bench-cpu, bench-gpu, bench-dp, demo   the benchmark scripts and the CPU quickstart (not part of `all`)
 #   servers      start the servers, print their env exports, keep them up until Ctrl-C
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,11 +55,12 @@ tier_unit() {
     log "unit: compile-checking the CUDA backend into trainer-native/build-cuda (built, not run: no GPU)"
     local nvcc
     nvcc=$(bash test/infra/python.sh --nvcc) || return 1
+    # SMOLSTAGE_NCCL=ON: the NCCL communicator (pip's nvidia-nccl-cu13 beside nvcc) is compiled and linked too.
     if ! { SMOLSTAGE_NVCC=$nvcc cmake -S trainer-native -B trainer-native/build-cuda -DSMOLSTAGE_CUDA=ON \
-      -DCMAKE_BUILD_TYPE=Release >trainer-native/build-cuda.log 2>&1 &&
+      -DSMOLSTAGE_NCCL=ON -DCMAKE_BUILD_TYPE=Release >trainer-native/build-cuda.log 2>&1 &&
       cmake --build trainer-native/build-cuda -j 2 --target smolstage_cuda_tests >>trainer-native/build-cuda.log 2>&1; }; then
       tail -30 trainer-native/build-cuda.log >&2
-      echo "smolstage test: the CUDA backend does not compile (log: trainer-native/build-cuda.log)" >&2
+      echo "smolstage test: the CUDA backend or its NCCL communicator does not compile (log: trainer-native/build-cuda.log)" >&2
       status=1
     fi
   else
@@ -174,7 +175,7 @@ tier_all() {
 }
 
 case ${1:-} in
-lint | unit | integration | parity | all | demo | bench-cpu | bench-gpu) ensure_npm_deps ;;
+lint | unit | integration | parity | all | demo | bench-cpu | bench-gpu | bench-dp) ensure_npm_deps ;;
 esac
 
 case ${1:-} in
@@ -182,8 +183,9 @@ lint | unit | integration | parity | all | servers) tier_"$1" ;;
 demo) shift; tier_demo "$@" ;;
 bench-cpu) run_script bench-cpu trainer-native/scripts/bench-cpu.sh ;;
 bench-gpu) run_script bench-gpu trainer-native/scripts/bench-gpu.sh ;;
+bench-dp) run_script bench-dp trainer-native/scripts/bench-dp.sh ;;
 *)
-  echo "usage: bash test/run.sh lint|unit|integration|parity|all|bench-cpu|bench-gpu|demo|servers" >&2
+  echo "usage: bash test/run.sh lint|unit|integration|parity|all|bench-cpu|bench-gpu|bench-dp|demo|servers" >&2
   exit 2
   ;;
 esac

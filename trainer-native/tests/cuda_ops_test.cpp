@@ -9,6 +9,8 @@
 // gradient norm 1e-4 relative, weights after 3 steps 1e-3 (Adam's first steps move a weight by
 // ±lr whatever the gradient's size, so a near-zero gradient whose sign differs in rounding moves
 // it the other way); with TF32 on: loss 2e-3, gradient norm 2e-2, weights 2e-2.
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -342,3 +344,44 @@ TEST(cuda_checkpoint_resumes_on_both_backends) {
     EXPECT_CLOSE(after_cpu[i].values, after[i].values, 1e-3, after[i].name << " after resuming on cpu");
   }
 }
+
+#ifdef SMOLSTAGE_HAVE_NCCL
+// World size 1 through the NCCL communicator (the code path of a multi-GPU job: rendezvous,
+// unique id, gradient buckets on the comm stream, host reductions): trains as without one.
+TEST(nccl_world_size_1_trains_through_the_communicator) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  setenv("SMOLSTAGE_CUDA_TF32", "0", 1);
+  TrainerOptions with_nccl = step_options("cuda");
+  with_nccl.distributed.engine = "nccl";
+  with_nccl.distributed.master_port = ntohs(addr.sin_port);
+  with_nccl.distributed.timeout_ms = 60000;
+  with_nccl.distributed.bucket_bytes = 256 << 10;  // several buckets
+  Trainer plain(step_options("cuda")), nccl(with_nccl);
+  unsetenv("SMOLSTAGE_CUDA_TF32");
+  CHECK_MSG(nccl.describe_communicator().rfind("nccl ", 0) == 0, nccl.describe_communicator());
+  size_t params = 0;
+  for (const auto& p : plain.parameters()) params += p.values.size();
+  const int batch = 4, micro = 2, seq = 70;
+  for (int s = 0; s < 3; ++s) {
+    const std::vector<uint32_t> tokens = step_tokens(s, batch, seq);
+    const StepResult a = plain.step(tokens.data(), tokens.size(), batch, micro, seq);
+    const StepResult b = nccl.step(tokens.data(), tokens.size(), batch, micro, seq);
+    CHECK_MSG(b.comm_bytes == static_cast<int64_t>(params * sizeof(float)), "step " << s << " reduced " << b.comm_bytes);
+    CHECK_MSG(std::fabs(b.loss - a.loss) <= 1e-5 * a.loss, "step " << s << " loss " << b.loss << " vs " << a.loss);
+    CHECK_MSG(std::fabs(b.grad_norm - a.grad_norm) <= 1e-4 * a.grad_norm, "step " << s << " grad norm");
+  }
+  double values[3] = {1.5, -2.0, 1e300};
+  nccl.all_reduce(values, 3, ReduceOp::Sum);
+  CHECK(values[0] == 1.5 && values[1] == -2.0 && values[2] == 1e300);
+  CHECK(nccl.verify_parameters() == nccl.parameter_checksum());
+  const auto pa = plain.parameters(), pb = nccl.parameters();
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_CLOSE(pb[i].values, pa[i].values, 1e-4, pa[i].name);
+}
+#endif

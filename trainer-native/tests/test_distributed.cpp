@@ -408,7 +408,7 @@ TEST(rendezvous_errors_name_the_rank_and_the_address) {
   CHECK_THROWS_WITH(make_communicator(dist_config(1, 2, port, 800), "cpu"),
                     "rank 1 of 2: could not reach the rendezvous store at 127.0.0.1:" + std::to_string(port));
   // Rank 0 alone: it names the rank that never came.
-  CHECK_THROWS_WITH(make_communicator(dist_config(0, 3, port, 800), "cpu"), "waiting for rank(s) 1, 2 of 3 to join");
+  CHECK_THROWS_WITH(make_communicator(dist_config(0, 3, port, 800), "cpu"), "waiting for rank(s) 1, 2 of 3 to reach the rendezvous");
   CHECK_THROWS_WITH(make_communicator(dist_config(0, 3, port, 800), "cpu"), "127.0.0.1:" + std::to_string(port));
 }
 

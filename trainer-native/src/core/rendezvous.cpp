@@ -345,7 +345,7 @@ void RendezvousStore::barrier(const std::string& name, milliseconds timeout) {
     for (int q = r; q < world_size_; ++q)
       if (q != rank_ && !has(key(q))) missing += (missing.empty() ? "" : ", ") + std::to_string(q);
     fail("timed out after " + std::to_string(timeout.count()) + " ms waiting for rank(s) " + missing + " of " +
-         std::to_string(world_size_) + " to join " + name +
+         std::to_string(world_size_) + " to reach " + name +
          "; are they running and pointed at this masterAddr:masterPort?");
   }
 }

@@ -77,7 +77,7 @@ class GlooCommunicator final : public Communicator {
     struct sigaction current {};
     if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
     store_ = std::make_unique<RendezvousStore>(c);
-    store_->barrier("join", timeout_);
+    store_->barrier("the rendezvous", timeout_);
     local_ = c.local_addr.empty() ? local_address_towards(c.master_addr, c.master_port) : c.local_addr;
     if (local_.empty()) local_ = "127.0.0.1";
     try {
@@ -95,7 +95,7 @@ class GlooCommunicator final : public Communicator {
     }
     // Everyone is connected: the store is no longer needed by the peers, but rank 0 keeps
     // serving it until this communicator goes (a late reader must not see it vanish).
-    store_->barrier("connected", timeout_);
+    store_->barrier("the post-connect barrier", timeout_);
     worker_ = std::thread([this] { run(); });
   }
 

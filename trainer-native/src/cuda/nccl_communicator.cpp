@@ -40,7 +40,7 @@ class NcclCommunicator final : public Communicator {
   explicit NcclCommunicator(const DistributedConfig& c)
       : rank_(c.rank), world_(c.world_size), timeout_(c.timeout_ms), where_("rank " + std::to_string(c.rank)) {
     store_ = std::make_unique<RendezvousStore>(c);
-    store_->barrier("join", timeout_);
+    store_->barrier("the rendezvous", timeout_);
     ncclUniqueId id;
     if (rank_ == 0) {
       nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
@@ -60,7 +60,7 @@ class NcclCommunicator final : public Communicator {
     config.blocking = 0;
     nccl(ncclCommInitRankConfig(&comm_, world_, id, rank_, &config), "ncclCommInitRankConfig");
     settle("ncclCommInitRankConfig (waiting for all ranks to join NCCL)");
-    store_->barrier("connected", timeout_);
+    store_->barrier("the post-connect barrier", timeout_);
   }
 
   ~NcclCommunicator() override {
