@@ -83,12 +83,15 @@ export class DataInputError extends PermanentError {
 /** A disk (or the object store) is full: the message says where space must be freed. */
 export class DiskFullError extends PermanentError {
   constructor(
-    readonly where: string,
+    /** The path (or store) being written, when known. */
+    readonly where: string | undefined,
     readonly errno: string,
     doing?: string,
   ) {
+    const at = where === undefined ? '' : ` at ${where}`;
+    const free = where === undefined ? 'on the disk being written' : `on the filesystem holding ${where}`;
     super(
-      `no space left${doing === undefined ? '' : ` ${doing}`} (${errno} at ${where}): free space on the filesystem holding ${where} (or raise the quota), then run again — training resumes from the last committed checkpoint`,
+      `no space left${doing === undefined ? '' : ` ${doing}`} (${errno}${at}): free space ${free} (or raise the quota), then run again — training resumes from the last committed checkpoint`,
     );
     this.name = 'DiskFullError';
   }
@@ -121,7 +124,7 @@ export function diskFull(error: unknown, doing?: string): DiskFullError | null {
     const code = errnoOf(e);
     if (code !== undefined && DISK_FULL_CODES.has(code)) {
       const path = (e as { path?: unknown; dest?: unknown }).dest ?? (e as { path?: unknown }).path;
-      return new DiskFullError(typeof path === 'string' ? path : 'an unknown path', code, doing);
+      return new DiskFullError(typeof path === 'string' ? path : undefined, code, doing);
     }
     const name = (e as { name?: unknown; Code?: unknown } | null)?.name;
     const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;

@@ -5,9 +5,9 @@
  */
 import { basename, dirname, join, resolve } from 'node:path';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { DataInputError } from '../api/failures.js';
 import { convertParquet, EVAL_FORMATS, type EvalFormat } from '../data/convert-eval.js';
 import { openDataset, verifyDataset } from '../data/dataset.js';
-import { DataInputError } from '../data/errors.js';
 import { formatTask } from '../data/eval-task.js';
 import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../data/locations.js';
 import { prepare } from '../data/prepare.js';

@@ -1,12 +1,12 @@
 /**
  * `smolstage export --spec <file>`: the export Job's entrypoint (and local mode's export
  * process). Takes the last stage's trainer spec — same storage, credentials and tokenizer
- * plumbing as the worker — and exits with a worker exit code (api/exit-codes.ts).
+ * plumbing as the worker — and exits with a worker exit code (api/failures.ts).
  */
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ExitCode } from '../api/exit-codes.js';
+import { ExitCode } from '../api/failures.js';
 import { TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
 import { exportModel } from '../export/export-model.js';
 import { validateTrainerSpec } from '../worker/spec.js';

@@ -1,12 +1,12 @@
 /**
  * `smolstage worker --spec <file>`: the trainer pod's entrypoint. Runs one stage attempt and
- * exits with a code from api/exit-codes.ts (documented in docs/worker.md).
+ * exits with a code from api/failures.ts (documented in docs/worker.md).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ExitCode } from '../api/exit-codes.js';
+import { ExitCode } from '../api/failures.js';
 import { TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
 import { createNativeEngine } from '../worker/native-engine.js';
 import { validateTrainerSpec } from '../worker/spec.js';

@@ -5,7 +5,7 @@
  */
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import type { ChoiceItem } from './eval-task.js';
 
 export const EVAL_FORMATS = ['arc', 'hellaswag', 'piqa', 'mmlu'] as const;

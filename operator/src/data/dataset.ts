@@ -8,7 +8,7 @@ import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'n
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalStore } from '../storage/local-store.js';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import { type Location, parseLocation, s3Store } from './locations.js';
 import {
   allFiles,

@@ -9,7 +9,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { DataInputError } from './errors.js';
+import { DataInputError, jsonProblem } from '../api/failures.js';
 
 export type InputFormat = 'jsonl' | 'jsonl.gz' | 'parquet' | 'text';
 
@@ -266,7 +266,7 @@ async function* readJsonLines(
         record = JSON.parse(text);
       } catch (error) {
         throw new DataInputError(
-          `${await where()} is not valid JSON (${(error as Error).message}); each line of a .jsonl file must be one JSON object — name plain-text files .txt`,
+          `${await where()} is ${jsonProblem(error)}; each line of a .jsonl file must be one JSON object — name plain-text files .txt`,
         );
       }
       const value =

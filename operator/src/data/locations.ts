@@ -4,7 +4,7 @@
  */
 import { createStore } from '../storage/factory.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 
 export const S3_ENDPOINT_ENV = 'SMOLSTAGE_S3_ENDPOINT';
 export const S3_REGION_ENV = 'SMOLSTAGE_S3_REGION';

@@ -4,7 +4,7 @@
  * size and sha256 of every shard file so a copy can be verified end to end.
  */
 import { createHash } from 'node:crypto';
-import { DataInputError } from './errors.js';
+import { DataInputError, jsonProblem } from '../api/failures.js';
 
 export const MANIFEST_FORMAT = 'smolstage.dev/token-shards/v1';
 export const MANIFEST_NAME = 'manifest.json';
@@ -80,9 +80,7 @@ export function parseManifest(text: string, where: string): Manifest {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new DataInputError(
-      `${where} is not valid JSON (${(error as Error).message}); re-run \`smolstage data prepare\``,
-    );
+    throw new DataInputError(`${where} is ${jsonProblem(error)}; re-run \`smolstage data prepare\``);
   }
   const manifest = value as Manifest;
   if (manifest?.format !== MANIFEST_FORMAT) {

@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { LocalStore } from '../storage/local-store.js';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import type { WorkUnit } from './inputs.js';
 import { tokenizeUnit, type UnitIdentity } from './tokenize-unit.js';
 import { tokenizerFromJson } from './tokenizer.js';

@@ -3,8 +3,8 @@ import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { DataInputError } from '../api/failures.js';
 import { openDataset, verifyDataset } from './dataset.js';
-import { DataInputError } from './errors.js';
 import { MANIFEST_NAME, type Manifest, parseManifest } from './manifest.js';
 import { type PrepareOptions, prepare } from './prepare.js';
 import { PARQUET_TEXTS, scratchDir, smallTokenizer, TESTDATA } from './testdata/support.js';
@@ -270,7 +270,7 @@ test('bad inputs are refused with the file named and the fix', async (t) => {
     [
       'not-json.jsonl',
       'hello world\n',
-      /not-json\.jsonl line 1 is not valid JSON .*name plain-text files \.txt/,
+      /not-json\.jsonl line 1 is not valid JSON(?: at [^;]*)?; each line .*name plain-text files \.txt/,
     ],
     ['garbage.txt', Buffer.from([0x00, 0x01, 0xfe, 0xff, 0x80]), /garbage\.txt is not UTF-8 text/],
     ['garbage.jsonl.gz', Buffer.from('definitely not gzip'), /garbage\.jsonl\.gz is not valid gzip data/],

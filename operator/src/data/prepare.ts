@@ -12,7 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { LocalStore } from '../storage/local-store.js';
 import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.js';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import { planUnits } from './inputs.js';
 import { type Location, parseLocation, s3Store } from './locations.js';
 import {

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openDataset } from './dataset.js';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import { prepare } from './prepare.js';
 import {
   heldOutSequences,

@@ -13,7 +13,7 @@
  *   each global batch. The state is a handful of counters: save it as JSON, resume from it.
  */
 import type { TokenDataset } from './dataset.js';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import { Permutation } from './permutation.js';
 
 export const SAMPLER_STATE_VERSION = 1;

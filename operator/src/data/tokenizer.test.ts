@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import { scratchDir, smallTokenizer, TESTDATA } from './testdata/support.js';
 import {
   loadTokenizer,

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { byteLevelAlphabet, Tokenizer } from 'tokenizers';
-import { DataInputError } from './errors.js';
+import { DataInputError, describeError, jsonProblem } from '../api/failures.js';
 
 /** Tokens that end a document, in the order we look for them. */
 const EOS_CANDIDATES = ['<|endoftext|>', '</s>', '<|end_of_text|>', '<eos>', '<|im_end|>'];
@@ -52,7 +52,7 @@ export function tokenizerFromJson(json: string, where: string, eosToken?: string
     tokenizer = Tokenizer.fromString(json);
   } catch (error) {
     throw new DataInputError(
-      `${where} is not a Hugging Face tokenizer.json (${(error as Error).message.split('\n')[0]}); ` +
+      `${where} is not a Hugging Face tokenizer.json (${error instanceof SyntaxError ? jsonProblem(error) : describeError(error).slice(0, 200)}); ` +
         'pass the tokenizer.json file of a tokenizer (e.g. from the model repository) or train one with `smolstage data train-tokenizer`',
     );
   }

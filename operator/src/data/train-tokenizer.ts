@@ -9,7 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataInputError } from './errors.js';
+import { DataInputError } from '../api/failures.js';
 import { planUnits, readDocuments } from './inputs.js';
 import { resolveInputs } from './prepare.js';
 import { trainByteLevelBpe } from './tokenizer.js';

@@ -5,7 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ExitCode } from '../api/exit-codes.js';
+import { BadConfigurationError, ExitCode } from '../api/failures.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { CheckpointCorruptError, downloadCheckpoint, listCommitted } from '../storage/checkpoints.js';
 import { publishExport, readExportManifest } from '../storage/exports.js';
@@ -13,7 +13,6 @@ import { checkAccess, createRunStore, type StoreOptions } from '../storage/facto
 import { checkpointDir, parseCheckpointKey, type StageStep } from '../storage/layout.js';
 import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.js';
 import { tokenizerFile } from '../worker/data-setup.js';
-import { BadConfigurationError } from '../worker/errors.js';
 import { classifyFailure, type Outcome, type WorkerLog } from '../worker/worker.js';
 import { convertCheckpoint } from './convert.js';
 

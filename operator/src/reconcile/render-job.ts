@@ -16,7 +16,7 @@ import type {
   V1Service,
 } from '@kubernetes/client-node';
 import type { DefaultedSpec } from '../api/defaults.js';
-import { ExitCode } from '../api/exit-codes.js';
+import { ExitCode } from '../api/failures.js';
 import { TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
 import {
   Annotations,

@@ -1,3 +1,4 @@
+import { PermanentError } from '../api/failures.js';
 /**
  * One interface over the places smolstage keeps durable state: an S3-compatible bucket
  * (MinIO, AWS S3, SeaweedFS...) or a local directory (local mode). Keys are `/`-separated and
@@ -9,7 +10,8 @@ export interface ObjectInfo {
   size: number;
 }
 
-export class ObjectNotFoundError extends Error {
+/** Permanent when it escapes: a missing input never appears by retrying. */
+export class ObjectNotFoundError extends PermanentError {
   constructor(readonly key: string) {
     super(`object not found: ${key}`);
     this.name = 'ObjectNotFoundError';
@@ -36,7 +38,7 @@ export interface ObjectStore {
  * The store refused us for a reason retrying cannot fix: the bucket does not exist, the
  * credentials are wrong, access is denied, or the location is malformed.
  */
-export class StorageConfigurationError extends Error {
+export class StorageConfigurationError extends PermanentError {
   constructor(message: string) {
     super(message);
     this.name = 'StorageConfigurationError';

@@ -1,3 +1,5 @@
+import { describeError } from '../api/failures.js';
+
 /**
  * Bounded retries with exponential backoff and full jitter for object-store calls. The bound is
  * both a number of attempts and a total elapsed time, so a store that is down for a while (a
@@ -60,15 +62,7 @@ export class RetriesExhaustedError extends Error {
   }
 }
 
-export function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === 'string' && code.length > 0 && !error.message.includes(code)
-      ? `${code}: ${error.message}`
-      : error.message;
-  }
-  return String(error);
-}
+export { describeError };
 
 export async function withRetry<T>(
   operation: string,

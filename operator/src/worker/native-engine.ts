@@ -1,6 +1,6 @@
+import { BadConfigurationError } from '../api/failures.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import type { TrainingEngine } from './engine.js';
-import { BadConfigurationError } from './errors.js';
 
 /**
  * The native trainer (`@smolstage/trainer-native`) as a TrainingEngine. Imported lazily so

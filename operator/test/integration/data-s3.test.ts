@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { openDataset } from '../../src/data/dataset.js';
-import { DataInputError } from '../../src/data/errors.js';
+import { DataInputError } from '../../src/api/failures.js';
 import { formatTask, loadTask } from '../../src/data/eval-task.js';
 import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../../src/data/locations.js';
 import { MANIFEST_NAME } from '../../src/data/manifest.js';

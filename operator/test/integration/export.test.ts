@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { requirePython } from '../../../test/support/env.js';
-import { ExitCode } from '../../src/api/exit-codes.js';
+import { ExitCode } from '../../src/api/failures.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
 import { downloadCheckpoint } from '../../src/storage/checkpoints.js';
 import { EXPORTED_FILE, readExportManifest } from '../../src/storage/exports.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import nock from 'nock';
 import { CONTROL_STOP_VERSION, stopRequestKey } from '../../src/api/control-request.js';
-import { ExitCode } from '../../src/api/exit-codes.js';
+import { ExitCode } from '../../src/api/failures.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
 import { listCommitted, readManifest, restoreNewest } from '../../src/storage/checkpoints.js';
 import { checkpointDir, STATE_FILE } from '../../src/storage/layout.js';

@@ -13,7 +13,7 @@ import { PatchStrategy, setHeaderOptions, type V1Job, type V1JobCondition } from
 import type { S3Test } from '../../../../test/support/env.js';
 import type { StopRequest } from '../../../src/api/control-request.js';
 import { stopRequestKey } from '../../../src/api/control-request.js';
-import { ExitCode } from '../../../src/api/exit-codes.js';
+import { ExitCode } from '../../../src/api/failures.js';
 import type { TrainerSpec } from '../../../src/api/trainer-spec.js';
 import { exportJobName, jobName } from '../../../src/api/types.js';
 import type { KubeClient } from '../../../src/drivers/kube/kube-client.js';
