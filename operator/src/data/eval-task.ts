@@ -10,7 +10,7 @@
  * by the choice's length in characters first, removing the bias toward short answers.
  */
 import { readFile } from 'node:fs/promises';
-import { DataInputError } from './errors.js';
+import { DataInputError, jsonProblem } from '../api/failures.js';
 import { parseLocation, s3Store } from './locations.js';
 import type { TextTokenizer } from './tokenizer.js';
 
@@ -42,7 +42,7 @@ export function parseTask(text: string, where: string): ChoiceItem[] {
       value = JSON.parse(line);
     } catch (error) {
       throw new DataInputError(
-        `${at} is not valid JSON (${(error as Error).message}); each line must be {"context", "choices", "gold"}`,
+        `${at} is ${jsonProblem(error)}; each line must be {"context", "choices", "gold"}`,
       );
     }
     const item = value as Partial<ChoiceItem>;
@@ -89,7 +89,13 @@ export async function loadTask(uri: string, env: NodeJS.ProcessEnv = process.env
   const location = parseLocation(uri);
   let text: string;
   if (location.kind === 's3') {
-    text = (await s3Store(location, env, '').get(location.prefix)).toString('utf8');
+    try {
+      text = (await s3Store(location, env, '').get(location.prefix)).toString('utf8');
+    } catch (error) {
+      if ((error as Error).name === 'ObjectNotFoundError')
+        throw new DataInputError(`task ${uri} does not exist; check evaluation.tasks`);
+      throw error;
+    }
   } else {
     text = await readFile(location.path, 'utf8').catch((error: NodeJS.ErrnoException) => {
       throw new DataInputError(`cannot read task ${uri} (${error.code ?? error.message}); check the path`);

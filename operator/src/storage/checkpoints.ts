@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PermanentError } from '../api/failures.js';
 import {
   COMMITTED_FILE,
   checkpointDir,
@@ -50,7 +51,7 @@ export class CheckpointExistsError extends Error {
   }
 }
 
-export class CheckpointCorruptError extends Error {
+export class CheckpointCorruptError extends PermanentError {
   constructor(
     readonly dir: string,
     readonly problem: string,
@@ -210,7 +211,7 @@ export async function restoreNewest(
   stage: string,
   localDir: string,
   logger: CheckpointLogger,
-  options: { uncommitDamaged?: boolean } = {},
+  options: { uncommitDamaged?: boolean; onSkip?: (dir: string, problem: string) => void } = {},
 ): Promise<{ checkpoint: CommittedCheckpoint; manifest: CheckpointManifest } | null> {
   const committed = await listCommitted(store, stage);
   for (const checkpoint of committed.reverse()) {
@@ -225,6 +226,7 @@ export async function restoreNewest(
         uncommitted: options.uncommitDamaged === true,
       });
       if (options.uncommitDamaged) await store.delete([`${error.dir}${COMMITTED_FILE}`]);
+      options.onSkip?.(error.dir, error.problem);
     }
   }
   return null;

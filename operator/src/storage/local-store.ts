@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { type ObjectInfo, ObjectNotFoundError, type ObjectStore } from './object-store.js';
@@ -83,8 +83,19 @@ export class LocalStore implements ObjectStore {
     }
   }
 
+  /** Removes the objects, then every directory they leave empty (an object store has no empty "directories"). */
   async delete(keys: string[]): Promise<void> {
     await Promise.all(keys.map((key) => rm(this.pathOf(key), { force: true })));
+    const parents = new Set(keys.map((key) => dirname(this.pathOf(key))));
+    for (const start of [...parents].sort((a, b) => b.length - a.length)) {
+      for (let dir = start; dir !== this.root && dir.startsWith(this.root + sep); dir = dirname(dir)) {
+        try {
+          await rmdir(dir);
+        } catch {
+          break; // not empty (or already gone): its parents are not empty either
+        }
+      }
+    }
   }
 
   private async walk(dir: string, found: ObjectInfo[]): Promise<void> {

@@ -1,5 +1,6 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DiskFullError, diskFull } from '../api/failures.js';
 import { applyRetention, commitCheckpoint, digestDirectory } from '../storage/checkpoints.js';
 import { formatStep, STATE_FILE } from '../storage/layout.js';
 import type { ObjectStore } from '../storage/object-store.js';
@@ -100,10 +101,18 @@ export class Checkpointer {
   async snapshot(engine: TrainingEngine, state: WorkerState): Promise<Snapshot> {
     const started = performance.now();
     const dir = join(this.localRoot, `${state.stage}-${formatStep(state.step)}`);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
-    await engine.saveState(dir);
-    await writeFile(join(dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+    try {
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      await engine.saveState(dir);
+      await writeFile(join(dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+    } catch (error) {
+      // The native trainer reports a failed write without errno; the filesystem says whether it is full.
+      const full =
+        diskFull(error, 'writing a checkpoint snapshot') ?? (await fullDisk(this.localRoot, error));
+      await rm(dir, { recursive: true, force: true });
+      throw full ?? error;
+    }
     return { dir, state, stallMs: performance.now() - started };
   }
 
@@ -139,5 +148,19 @@ export class Checkpointer {
   async drain(): Promise<void> {
     await this.#tail;
     if (this.#failure !== null) throw this.#failure;
+  }
+}
+
+/** A DiskFullError when `dir`'s filesystem has (almost) no space left after `error`, else null. */
+async function fullDisk(dir: string, error: unknown): Promise<DiskFullError | null> {
+  try {
+    const fs = await statfs(dir);
+    const free = fs.bavail * fs.bsize;
+    const suspicious = /disk full|no space/i.test(String((error as Error)?.message ?? error));
+    return suspicious || free < 1024 * 1024
+      ? new DiskFullError(dir, 'ENOSPC', 'writing a checkpoint snapshot')
+      : null;
+  } catch {
+    return null;
   }
 }

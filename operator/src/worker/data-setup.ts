@@ -1,13 +1,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BadConfigurationError, DataInputError, parseJsonText } from '../api/failures.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { openDataset, type TokenDataset } from '../data/dataset.js';
 import { parseLocation, S3_ENDPOINT_ENV, S3_REGION_ENV, s3Store } from '../data/locations.js';
 import { heldOutSequences, MixtureSampler, type SamplerState } from '../data/sampler.js';
 import { tokenizerHash } from '../data/tokenizer.js';
+import { ObjectNotFoundError } from '../storage/object-store.js';
 import type { SequenceStream } from './engine.js';
-import { BadConfigurationError } from './errors.js';
 
 export interface TrainingData {
   datasets: Record<string, TokenDataset>;
@@ -43,7 +44,10 @@ export async function openTrainingData(
       ? undefined
       : {
           hash: tokenizerHash(
-            await readFile(await tokenizerFile(spec.tokenizer.uri, cacheDir, dataEnv), 'utf8'),
+            checkedJson(
+              await readFile(await tokenizerFile(spec.tokenizer.uri, cacheDir, dataEnv), 'utf8'),
+              `tokenizer ${spec.tokenizer.uri}`,
+            ),
           ),
           where: spec.tokenizer.uri,
         };
@@ -95,6 +99,16 @@ export async function openTrainingData(
   };
 }
 
+/** `text` when it is JSON; a permanent error naming the tokenizer (not its contents) otherwise. */
+function checkedJson(text: string, where: string): string {
+  parseJsonText(
+    text,
+    where,
+    'tokenizer.uri must name a Hugging Face tokenizer.json (train one with `smolstage data train-tokenizer`)',
+  );
+  return text;
+}
+
 /**
  * A Hugging Face model directory (config.json + model.safetensors) on local disk: `uri` itself,
  * or a copy of an `s3://bucket/prefix/` in `localDir`.
@@ -121,9 +135,19 @@ export async function localModelDir(uri: string, localDir: string, env: NodeJS.P
 /** A local path of the run's tokenizer.json, downloading an s3:// one into `workDir` first. */
 export async function tokenizerFile(uri: string, workDir: string, env: NodeJS.ProcessEnv): Promise<string> {
   const location = parseLocation(uri);
-  if (location.kind === 'local') return location.path;
+  if (location.kind === 'local') {
+    if (!existsSync(location.path))
+      throw new DataInputError(`tokenizer ${uri} does not exist; check tokenizer.uri`);
+    return location.path;
+  }
   const path = join(workDir, 'tokenizer.json');
   await mkdir(workDir, { recursive: true });
-  await s3Store(location, env, '').getFile(location.prefix, path);
+  try {
+    await s3Store(location, env, '').getFile(location.prefix, path);
+  } catch (error) {
+    if (error instanceof ObjectNotFoundError)
+      throw new DataInputError(`tokenizer ${uri} does not exist; check tokenizer.uri`);
+    throw error;
+  }
   return path;
 }

@@ -2,16 +2,24 @@ import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONTROL_STOP_VERSION, type StopRequest, stopRequestKey } from '../api/control-request.js';
-import { ExitCode } from '../api/exit-codes.js';
+import {
+  BadConfigurationError,
+  classifyFailure as classify,
+  describeError,
+  ExitCode,
+} from '../api/failures.js';
 import type { MetricsRecord } from '../api/metrics-record.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
-import { DataInputError } from '../data/errors.js';
-import { downloadCheckpoint, restoreNewest } from '../storage/checkpoints.js';
+import {
+  CheckpointCorruptError,
+  downloadCheckpoint,
+  listCommitted,
+  restoreNewest,
+} from '../storage/checkpoints.js';
 import { checkAccess, createRunStore, type StoreOptions } from '../storage/factory.js';
-import { metricsKey, parseCheckpointKey } from '../storage/layout.js';
+import { metricsKey, parseCheckpointKey, type StageStep } from '../storage/layout.js';
 import { listMetricsSteps, writeMetrics } from '../storage/metrics.js';
-import { ObjectNotFoundError, type ObjectStore, StorageConfigurationError } from '../storage/object-store.js';
-import { describeError } from '../storage/retry.js';
+import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.js';
 import {
   Checkpointer,
   readWorkerState,
@@ -21,7 +29,6 @@ import {
 } from './checkpointer.js';
 import { dataEnvFor, localModelDir, openTrainingData, type TrainingData } from './data-setup.js';
 import type { BatchShape, SequenceStream, TrainingEngine } from './engine.js';
-import { BadConfigurationError } from './errors.js';
 import type { ChoiceTask } from './evaluation.js';
 import { Evaluator } from './evaluation.js';
 import { initialLossGuardState, type LossGuardState, observeLoss, stateAfterRewind } from './loss-guard.js';
@@ -68,16 +75,10 @@ export function specHash(spec: TrainerSpec): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
 
-/** Maps anything thrown before or during training to an exit code. */
+/** Maps anything thrown before or during training to an exit code (api/failures.ts decides). */
 export function classifyFailure(error: unknown): Outcome {
-  if (
-    error instanceof BadConfigurationError ||
-    error instanceof StorageConfigurationError ||
-    error instanceof DataInputError
-  ) {
-    return { code: ExitCode.BadConfiguration, reason: error.message };
-  }
-  return { code: ExitCode.Transient, reason: describeError(error) };
+  const { code, reason } = classify(error);
+  return { code, reason };
 }
 
 /**
@@ -159,15 +160,29 @@ class Worker {
     return await this.train();
   }
 
-  /** Restores from this stage's newest good checkpoint, else `resumeFrom`, else initializes. */
+  /**
+   * Restores from this stage's newest good checkpoint, else `resumeFrom` (or, when that one is
+   * damaged, the newest intact checkpoint of its stage before it), else initializes. Every
+   * fallback is logged as a warning and reported in the next metrics record's events.
+   */
   private async restore(): Promise<WorkerState | null> {
     const { spec } = this;
     const restoreDir = join(this.options.workDir, 'restore');
     await rm(restoreDir, { recursive: true, force: true });
-    const own = await restoreNewest(this.store, this.stage, restoreDir, this.log, { uncommitDamaged: true });
+    const skipped: string[] = [];
+    const own = await restoreNewest(this.store, this.stage, restoreDir, this.log, {
+      uncommitDamaged: true,
+      onSkip: (dir, problem) => {
+        skipped.push(dir);
+        this.notice(
+          'CheckpointSkipped',
+          `skipped damaged checkpoint ${dir} (${problem}); it is no longer committed`,
+        );
+      },
+    });
     if (own !== null) {
       const state = await readWorkerState(restoreDir);
-      await this.adopt(restoreDir, state);
+      await this.adopt(restoreDir, state, own.checkpoint.dir);
       this.log.info('resumed from checkpoint', {
         checkpoint: own.checkpoint.dir,
         step: state.step,
@@ -175,40 +190,92 @@ class Worker {
       });
       return state;
     }
+    const startOver = (from: string) => {
+      if (skipped.length > 0)
+        this.notice(
+          'CheckpointFallback',
+          `every committed checkpoint of ${this.stage} was damaged (${skipped.join(', ')}); the stage starts over from ${from}`,
+        );
+    };
     if (spec.resumeFrom !== null) {
       const dir = spec.resumeFrom.endsWith('/') ? spec.resumeFrom : `${spec.resumeFrom}/`;
       const source = parseCheckpointKey(dir);
       if (source === null)
         throw new BadConfigurationError(`resumeFrom '${spec.resumeFrom}' is not a checkpoint directory`);
-      try {
-        await downloadCheckpoint(this.store, source, restoreDir);
-      } catch (error) {
-        if (error instanceof ObjectNotFoundError) {
-          throw new BadConfigurationError(
-            `resumeFrom ${dir} has no committed checkpoint in ${this.store.location}`,
-          );
-        }
-        throw error;
-      }
+      const used = await this.restoreStart(source, dir, restoreDir);
+      startOver(used);
       const state = await readWorkerState(restoreDir);
-      await this.adopt(restoreDir, state);
+      await this.adopt(restoreDir, state, used);
       this.log.info('starting stage from checkpoint', {
-        checkpoint: dir,
+        checkpoint: used,
         step: state.step,
         tokens: state.tokens,
       });
       return null;
     }
+    startOver(spec.initFrom !== undefined ? `the initFrom weights ${spec.initFrom}` : 'scratch (step 0)');
     await this.initialize();
     return null;
+  }
+
+  /**
+   * Downloads the stage's starting checkpoint `dir`; when it is damaged or gone, the newest
+   * intact committed checkpoint of the same stage before it. Returns the directory used.
+   */
+  private async restoreStart(source: StageStep, dir: string, restoreDir: string): Promise<string> {
+    let problem: string;
+    try {
+      await downloadCheckpoint(this.store, source, restoreDir);
+      return dir;
+    } catch (error) {
+      if (error instanceof CheckpointCorruptError) problem = `damaged: ${error.problem}`;
+      else if (error instanceof ObjectNotFoundError) problem = 'not committed';
+      else throw error;
+    }
+    const older = (await listCommitted(this.store, source.stage))
+      .filter((c) => c.step < source.step)
+      .reverse();
+    for (const candidate of older) {
+      await rm(restoreDir, { recursive: true, force: true });
+      try {
+        await downloadCheckpoint(this.store, candidate, restoreDir);
+      } catch (error) {
+        if (!(error instanceof CheckpointCorruptError)) throw error;
+        this.log.warn(`skipping damaged checkpoint ${candidate.dir}: ${error.problem}`, {
+          checkpoint: candidate.dir,
+        });
+        continue;
+      }
+      this.notice(
+        'CheckpointFallback',
+        `resumeFrom ${dir} is ${problem}; starting from ${candidate.dir}, the newest intact checkpoint of ${source.stage} before it (${source.step - candidate.step} steps earlier)`,
+      );
+      return candidate.dir;
+    }
+    throw new BadConfigurationError(
+      `resumeFrom ${dir} in ${this.store.location} is ${problem} and ${source.stage} has no intact committed checkpoint before it: restore the checkpoint's files, or retrain ${source.stage}`,
+    );
+  }
+
+  /** A fallback or other notice the operator and the user must see: logged, and sent with the next metrics record. */
+  private notice(type: string, message: string): void {
+    this.log.warn(message, { notice: type });
+    this.pendingEvents.push({ type, message });
   }
 
   /**
    * Continues from a checkpoint in `dir`, of this stage or (the stage's starting point) of an
    * earlier one; it becomes the loss guard's rewind point until a newer one commits.
    */
-  private async adopt(dir: string, saved: WorkerState): Promise<void> {
-    await this.engine.loadState(dir);
+  private async adopt(dir: string, saved: WorkerState, checkpoint: string): Promise<void> {
+    try {
+      await this.engine.loadState(dir);
+    } catch (error) {
+      // The files match their checksums, so the trainer refuses the checkpoint itself.
+      throw new BadConfigurationError(
+        `the trainer cannot load checkpoint ${checkpoint} (${describeError(error)}): the model config differs from the one it was trained with`,
+      );
+    }
     const sameStage = saved.stage === this.stage;
     // Another stage's checkpoint: same trainer state and data cursors, this stage's counters start over.
     const state: WorkerState = sameStage
@@ -233,7 +300,13 @@ class Worker {
         join(this.options.workDir, 'init'),
         dataEnvFor(this.spec, this.options.env),
       );
-      await this.engine.importHF(dir);
+      try {
+        await this.engine.importHF(dir);
+      } catch (error) {
+        throw new BadConfigurationError(
+          `the trainer refused initFrom ${this.spec.initFrom} (${describeError(error)}); initFrom must be a Hugging Face model of the run's model config`,
+        );
+      }
       this.log.info('initialized weights', { from: this.spec.initFrom });
     }
     this.position = {
