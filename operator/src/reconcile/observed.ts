@@ -80,7 +80,12 @@ export type Action =
       configMap: V1ConfigMap;
       job: V1Job;
     }
-  | { type: 'deleteJob'; name: string; reason: string }
+  | {
+      /** Merge `annotations` into a Stage's metadata (after every status write of this decision). */
+      type: 'annotateStage';
+      name: string;
+      annotations: Record<string, string>;
+    }
   | { type: 'setJobSuspended'; name: string; suspended: boolean }
   | { type: 'writeControl'; stage: string; key: string; request: StopRequest }
   | {

@@ -8,10 +8,11 @@
 import { isDeepStrictEqual } from 'node:util';
 import { CONTROL_STOP_VERSION, stopRequestKey } from '../api/control-request.js';
 import { type DefaultedSpec, withDefaults } from '../api/defaults.js';
-import { ExitCode } from '../api/exit-codes.js';
+import { exitDisposition } from '../api/failures.js';
 import { formatTokens, tokensOf } from '../api/quantity.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import {
+  Annotations,
   ConditionType as C,
   type CheckpointRef,
   type Condition,
@@ -30,12 +31,15 @@ import {
   stageObjectName,
   type TrainingRunStatus,
 } from '../api/types.js';
-import { stageProblems, validateRun } from '../api/validate.js';
+import { validateRun, validateStageEdits } from '../api/validate.js';
 import { adjustMixture } from '../policy/mixture.js';
 import { decidePromotion, decidingMetric, stageTokenCap } from '../policy/promotion.js';
 import { renderTrainerSpec } from '../policy/render-trainer-spec.js';
 import type { Action, Decision, Observed, ObservedJob } from './observed.js';
 import { labelsFor, ownerReference, renderAttempt, renderExport } from './render-job.js';
+
+/** How a user retries a Failed run, for messages. */
+const RETRY_HINT = `kubectl annotate trainingrun <name> ${Annotations.retry}=<new value> --overwrite, or rerun smolstage run locally`;
 
 export function reconcileRun(o: Observed): Decision {
   return new RunReconciler(o).reconcile();
@@ -45,6 +49,8 @@ type Step = 'next' | 'stop';
 
 class RunReconciler {
   private readonly actions: Action[] = [];
+  /** Applied after every status write of the decision (they record that the decision was made). */
+  private readonly postActions: Action[] = [];
   private readonly status: TrainingRunStatus;
   private readonly stageStatus = new Map<string, StageStatus>();
   private stages: Stage[] = [];
@@ -81,13 +87,15 @@ class RunReconciler {
       return this.finish();
     }
     this.stages = this.spec.stages.map((t) => byName.get(t.name) as Stage);
-    const stageErrors = this.stages
-      .filter((s) => (s.status?.phase ?? 'Pending') === 'Pending')
-      .flatMap((s) => stageProblems(s.spec, `Stage ${s.metadata.name} spec`, this.run.spec));
+    const stageErrors = validateStageEdits(
+      this.run,
+      this.stages.filter((s) => (s.status?.phase ?? 'Pending') === 'Pending'),
+    );
     if (stageErrors.length > 0) return this.invalid(stageErrors);
     this.setReady();
 
     for (const stage of this.stages) this.stageStatus.set(stage.spec.name, this.observeStage(stage));
+    this.retryIfRequested();
     for (let index = 0; index < this.stages.length; index++) {
       const phase = this.statusOf(index).phase ?? 'Pending';
       if (phase === 'Completed') continue;
@@ -95,6 +103,88 @@ class RunReconciler {
       if (this.advance(index) === 'stop') break;
     }
     return this.finish();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Retrying a failed run (the smolstage.dev/retry annotation; local mode sets it on a rerun)
+
+  /**
+   * Acts once on each new value of the run's retry annotation: a failed stage gets a new attempt
+   * (resuming from its newest committed checkpoint, with a fresh count against the current
+   * maxRetries), a failed export a new export attempt. The value acted on is recorded on a
+   * Stage after the status writes, so a crash in between at worst ignores it once the run is no
+   * longer Failed; a value set on a run that has not failed is recorded and ignored.
+   */
+  private retryIfRequested(): void {
+    const token = this.run.metadata.annotations?.[Annotations.retry];
+    if (token === undefined || token === '') return;
+    if (this.stages.some((s) => s.metadata.annotations?.[Annotations.retryHandled] === token)) return;
+    const failedIndex = this.stages.findIndex((_, i) => this.statusOf(i).phase === 'Failed');
+    const lastIndex = this.stages.length - 1;
+    const annotate = (index: number, extra: Record<string, string> = {}) =>
+      this.postActions.push({
+        type: 'annotateStage',
+        name: (this.stages[index] as Stage).metadata.name,
+        annotations: { [Annotations.retryHandled]: token, ...extra },
+      });
+    const retries = `up to ${this.spec.trainer.maxRetries} automatic retries`;
+    if (failedIndex >= 0) {
+      const status = this.statusOf(failedIndex);
+      const stage = this.stageSpec(failedIndex);
+      delete status.completedAt;
+      delete status.message;
+      status.failedAttempts = 0;
+      if (status.attempt === undefined || status.jobName === undefined) {
+        status.phase = 'Pending';
+        this.event(
+          'Stage',
+          failedIndex,
+          'Normal',
+          Reason.RetryRequested,
+          `${stage.name}: retry requested (${Annotations.retry}=${token}); starting the stage again`,
+        );
+      } else {
+        const attempt = Math.max(status.attempt, ...this.jobsOf(stage.name).map((j) => j.attempt)) + 1;
+        Object.assign(status, {
+          phase: 'Running',
+          attempt,
+          jobName: jobName(this.run.metadata.name, stage.name, attempt),
+        } satisfies StageStatus);
+        delete status.decision;
+        delete status.stopRequestedAtStep;
+        this.event(
+          'Stage',
+          failedIndex,
+          'Normal',
+          Reason.RetryRequested,
+          `${stage.name}: retry requested (${Annotations.retry}=${token}); attempt ${attempt} resumes from the newest committed checkpoint, ${retries}`,
+        );
+      }
+      annotate(failedIndex, { [Annotations.retriedAtAttempt]: String(status.attempt ?? 1) });
+      return;
+    }
+    const exported = this.status.export;
+    if (exported?.phase === 'Failed' && lastIndex >= 0) {
+      const attempt = (exported.attempt ?? 1) + 1;
+      this.status.export = {
+        ...exported,
+        phase: 'Pending',
+        attempt,
+        failedAttempts: 0,
+        jobName: exportJobName(this.run.metadata.name, attempt),
+        message: `retry requested (${Annotations.retry}=${token}): export attempt ${attempt}`,
+      };
+      this.event(
+        'TrainingRun',
+        0,
+        'Normal',
+        Reason.RetryRequested,
+        `export: retry requested (${Annotations.retry}=${token}); starting export attempt ${attempt}, ${retries}`,
+      );
+      annotate(lastIndex, { [Annotations.exportRetriedAtAttempt]: String(attempt) });
+      return;
+    }
+    if (lastIndex >= 0) annotate(0);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -115,7 +205,10 @@ class RunReconciler {
       };
       return 'stop';
     }
-    if (job.phase === 'Succeeded' || (job.phase === 'Failed' && job.exitCode === ExitCode.StoppedOnRequest)) {
+    if (
+      job.phase === 'Succeeded' ||
+      (job.phase === 'Failed' && exitDisposition(job.exitCode) === 'stopped')
+    ) {
       return this.complete(index, job);
     }
     if (job.phase === 'Failed') return this.failed(index, job);
@@ -337,20 +430,24 @@ class RunReconciler {
     const status = this.statusOf(index);
     const code = job.exitCode;
     const detail = job.failureMessage ?? job.failureReason ?? 'the Job failed';
-    if (code === ExitCode.BadConfiguration || code === ExitCode.LossGuardFailed) {
-      const reason = code === ExitCode.BadConfiguration ? Reason.BadConfiguration : Reason.LossGuardFailed;
+    const disposition = exitDisposition(code);
+    if (disposition === 'permanent' || disposition === 'lossGuard') {
+      const reason = disposition === 'permanent' ? Reason.BadConfiguration : Reason.LossGuardFailed;
       this.recordFailure(index, job, reason, detail);
       this.failStage(
         index,
         reason,
-        `${stage.name}: attempt ${job.attempt} exited with code ${code} (${reason}, not retried): ${detail}`,
+        `${stage.name}: attempt ${job.attempt} exited with code ${code} (${reason}, not retried): ${detail}; fix the cause, then retry the run (${RETRY_HINT})`,
       );
       return 'stop';
     }
+    // Attempts before a retry of the run (smolstage.dev/retry) no longer count.
+    const since = Number(this.stages[index]?.metadata.annotations?.[Annotations.retriedAtAttempt] ?? 0);
     const failures = Math.max(
       status.failedAttempts ?? 0,
-      this.jobsOf(stage.name).filter((j) => j.phase === 'Failed' && j.exitCode !== ExitCode.StoppedOnRequest)
-        .length,
+      this.jobsOf(stage.name).filter(
+        (j) => j.phase === 'Failed' && exitDisposition(j.exitCode) !== 'stopped' && j.attempt >= since,
+      ).length,
     );
     status.failedAttempts = failures;
     this.recordFailure(index, job, Reason.JobFailed, detail);
@@ -358,7 +455,7 @@ class RunReconciler {
       this.failStage(
         index,
         Reason.BackoffLimitExceeded,
-        `${stage.name}: ${failures} failed attempts exceed spec.trainer.maxRetries ${this.spec.trainer.maxRetries}; last: ${detail}`,
+        `${stage.name}: ${failures} failed attempts exceed spec.trainer.maxRetries ${this.spec.trainer.maxRetries}; last: ${detail}; retry the run once the cause is fixed (${RETRY_HINT})`,
       );
       return 'stop';
     }
@@ -463,9 +560,11 @@ class RunReconciler {
   }
 
   private exportFailed(current: ExportStatus, job: ObservedJob, jobs: ObservedJob[], detail: string): void {
+    const last = this.stages[this.stages.length - 1] as Stage;
+    const since = Number(last.metadata.annotations?.[Annotations.exportRetriedAtAttempt] ?? 0);
     const failures = Math.max(
       current.failedAttempts ?? 0,
-      jobs.filter((j) => j.phase === 'Succeeded' || j.phase === 'Failed').length,
+      jobs.filter((j) => (j.phase === 'Succeeded' || j.phase === 'Failed') && j.attempt >= since).length,
     );
     current.failedAttempts = failures;
     const give = (message: string) => {
@@ -473,7 +572,7 @@ class RunReconciler {
       this.failure = { reason: Reason.ExportFailed, message };
       this.event('TrainingRun', 0, 'Warning', Reason.ExportFailed, message);
     };
-    if (job.exitCode === ExitCode.BadConfiguration) {
+    if (exitDisposition(job.exitCode) === 'permanent') {
       give(
         `export attempt ${job.attempt} exited with code ${job.exitCode} (BadConfiguration, not retried): ${detail}`,
       );
@@ -540,7 +639,9 @@ class RunReconciler {
       status.step = metrics.lastStep;
     }
     const last = this.checkpointsOf(stage.spec.name).at(-1);
+    // Never a checkpoint that is no longer committed (a damaged one the worker uncommitted).
     if (last !== undefined) status.lastCheckpoint = last;
+    else delete status.lastCheckpoint;
     if (status.phase !== 'Pending') {
       const reached = Math.max(
         status.metrics?.lastTokens ?? 0,
@@ -639,7 +740,7 @@ class RunReconciler {
     }
     return {
       runStatus: this.status,
-      actions: this.actions,
+      actions: [...this.actions, ...this.postActions],
       ...(this.requeueAfterSeconds !== undefined ? { requeueAfterSeconds: this.requeueAfterSeconds } : {}),
     };
   }

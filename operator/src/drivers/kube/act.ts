@@ -91,10 +91,13 @@ export async function actOnDecision(
         });
         break;
       }
-      case 'deleteJob': {
-        const deleted = await ctx.writer.deleteJob(namespace, action.name);
+      case 'annotateStage': {
+        const stage = stageByName.get(action.name);
+        if (stage === undefined)
+          throw new Error(`the decision annotates Stage ${action.name}, which was not observed`);
+        ctx.wrote('Stage', namespace, action.name, await ctx.writer.annotateStage(stage, action.annotations));
         writes += 1;
-        log.info(deleted ? 'deleted Job' : 'Job already gone', { job: action.name, reason: action.reason });
+        log.info('annotated Stage', { object: action.name, annotations: action.annotations });
         break;
       }
       case 'setJobSuspended': {

@@ -71,15 +71,20 @@ export class KubeWriter {
     return tolerateExists(() => this.client.batch.createNamespacedJob({ namespace: ns(job), body: job }));
   }
 
-  /** Deletes a Job and (in the background) its pods; false when it was already gone. */
-  async deleteJob(namespace: string, name: string): Promise<boolean> {
-    try {
-      await this.client.batch.deleteNamespacedJob({ namespace, name, propagationPolicy: 'Background' });
-      return true;
-    } catch (error) {
-      if (apiStatus(error) === 404) return false;
-      throw error;
-    }
+  /** Merge-patches a Stage's annotations (not its spec or status). Returns the new resourceVersion. */
+  async annotateStage(stage: Stage, annotations: Record<string, string>): Promise<string | undefined> {
+    const updated = (await this.client.custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: ns(stage),
+        plural: StageKind.plural,
+        name: stage.metadata.name,
+        body: { metadata: { annotations } },
+      },
+      MERGE_PATCH,
+    )) as Stage;
+    return updated.metadata.resourceVersion;
   }
 
   /** Merge-patches a Job (suspend/resume and the annotation saying who suspended it). */
