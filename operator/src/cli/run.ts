@@ -3,12 +3,11 @@
  * operator, with worker processes for Jobs and files for the store (drivers/local). Without a
  * file it runs examples/quickstart.yaml, generating the quickstart's data first.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DataInputError } from '../data/errors.js';
+import { DataInputError } from '../api/failures.js';
 import { Display } from '../drivers/local/display.js';
 import { LocalDriver } from '../drivers/local/driver.js';
 import {
@@ -18,7 +17,8 @@ import {
   usesQuickstartData,
 } from '../drivers/local/inputs.js';
 import { loadRunFile, RunFileError } from '../drivers/local/run-file.js';
-import { continueState, readState, StateFileError } from '../drivers/local/state.js';
+import { acquireRunLock, RunLockedError } from '../drivers/local/run-lock.js';
+import { continueState, readState, requestRetry, StateFileError } from '../drivers/local/state.js';
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_RUN = join(packageRoot, '..', 'examples', 'quickstart.yaml');
@@ -65,7 +65,12 @@ export async function run(argv: string[]): Promise<number> {
   try {
     return await runLocally(positionals, values);
   } catch (error) {
-    if (error instanceof RunFileError || error instanceof StateFileError || error instanceof DataInputError) {
+    if (
+      error instanceof RunFileError ||
+      error instanceof StateFileError ||
+      error instanceof DataInputError ||
+      error instanceof RunLockedError
+    ) {
       console.error(`smolstage run: ${error.message}`);
       return 2;
     }
@@ -88,7 +93,17 @@ async function runLocally(
   const display = new Display(process.stderr, process.stderr.isTTY === true);
   display.say(`smolstage run: ${runSpec.metadata.name} from ${file}; work directory ${workDir}`);
   await mkdir(workDir, { recursive: true });
-  const releaseLock = await lock(workDir);
+  const releaseLock = await acquireRunLock(workDir);
+  // Until the driver takes over the signals (data generation, input checks): say so and exit.
+  const early = (signal: NodeJS.Signals) => {
+    display.endProgress();
+    display.say(
+      `smolstage run: ${signal} before training started; nothing is lost (prepared data is kept) — run the same command again to continue`,
+    );
+    void releaseLock().finally(() => process.exit(130));
+  };
+  const earlySignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const signal of earlySignals) process.on(signal, early);
   try {
     if (values.fresh) {
       for (const path of ['state.json', 'jobs', 'local', 'export', 'scratch'])
@@ -104,10 +119,13 @@ async function runLocally(
     checkInputsExist(runSpec, inputs);
 
     const state = continueState(await readState(join(workDir, 'state.json')), runSpec, file);
-    if (state.run.status?.phase !== undefined)
+    const retry = requestRetry(state);
+    if (retry !== null) display.say(retry);
+    else if (state.run.status?.phase !== undefined)
       display.say(
-        `resuming: the run was ${state.run.status.phase} at ${state.run.status.tokens ?? '0'} tokens`,
+        `resuming: the run was ${state.run.status.phase} at ${state.run.status.tokens ?? '0'} tokens (the worker continues from the newest intact committed checkpoint)`,
       );
+    for (const signal of earlySignals) process.off(signal, early);
     const driver = new LocalDriver({ state, workDir, inputs, threads, cliEntry: CLI_ENTRY, display });
     const onSignal = () => driver.interrupt();
     const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -124,6 +142,12 @@ async function runLocally(
         `stopped after ${minutes} min; state saved in ${relative('.', driver.statePath())}. Run the same command again to resume.`,
       );
       return 130;
+    }
+    if (outcome === 'Aborted') {
+      display.say(
+        `stopped after ${minutes} min: ${driver.abortReason}. Once that is fixed, run the same command again to resume.`,
+      );
+      return 1;
     }
     if (outcome === 'Suspended') {
       display.say(
@@ -148,29 +172,7 @@ async function runLocally(
     );
     return 0;
   } finally {
+    for (const signal of earlySignals) process.off(signal, early);
     await releaseLock();
   }
-}
-
-/** One `smolstage run` per work directory; a lock left by a dead process is taken over. */
-async function lock(workDir: string): Promise<() => Promise<void>> {
-  const path = join(workDir, 'run.lock');
-  if (existsSync(path)) {
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    let alive = false;
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-      try {
-        process.kill(pid, 0);
-        alive = true;
-      } catch {
-        alive = false;
-      }
-    }
-    if (alive)
-      throw new RunFileError(
-        `another smolstage run (pid ${pid}) is using ${workDir}; wait for it or stop it`,
-      );
-  }
-  await writeFile(path, `${process.pid}\n`);
-  return () => rm(path, { force: true });
 }

@@ -30,7 +30,8 @@ export class StoreReader {
       this.readings.set(runKey, perStage);
     }
     const previous = perStage.get(stage);
-    if (previous?.final === true) return previous;
+    // A stage that ended stays read — unless it runs again (a retried run): then read it afresh.
+    if (previous?.final === true && ended) return previous;
     const summary = previous?.summary ?? emptySummary();
     const records = await readMetrics(store, stage, { sinceStep: summary.lastStep, logger: this.logger });
     const committed = await listCommitted(store, stage);

@@ -16,6 +16,8 @@ export interface StageProgress {
   loss?: number;
   tokPerSec?: number;
   evals: Record<string, number>;
+  /** Shown instead of step, loss and speed while no worker runs (e.g. a retry's countdown). */
+  note?: string;
 }
 
 const round = (v: number) => Number(v.toPrecision(3));
@@ -28,6 +30,7 @@ export function progressLine(p: StageProgress, width: number): string {
     `${p.stage} ${p.index + 1}/${p.stages}`,
     `${bar}${(fraction * 100).toFixed(0)}% ${formatTokens(p.trainedTokens)}/${formatTokens(p.capTokens)} tokens`,
   ];
+  if (p.note !== undefined) return [...parts, p.note].join(' · ');
   if (p.step !== undefined) parts.push(`step ${p.step}`);
   if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(3)}`);
   if (p.tokPerSec !== undefined) parts.push(`${formatTokens(Math.round(p.tokPerSec))} tok/s`);

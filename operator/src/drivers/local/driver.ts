@@ -8,7 +8,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import winston from 'winston';
-import { ExitCode } from '../../api/exit-codes.js';
+import { classifyFailure, diskFull, ExitCode } from '../../api/failures.js';
 import type { StorageSpec, TrainerSpec } from '../../api/trainer-spec.js';
 import { Reason, type StageStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
@@ -37,7 +37,8 @@ export interface LocalDriverOptions {
   controlPollMs?: number;
 }
 
-export type LocalOutcome = 'Succeeded' | 'Failed' | 'Suspended' | 'Interrupted';
+/** Aborted: the driver could not go on (its own files could not be written); `abortReason` says why. */
+export type LocalOutcome = 'Succeeded' | 'Failed' | 'Suspended' | 'Interrupted' | 'Aborted';
 
 const PROMOTION_REASONS = new Set<string>([
   Reason.TokenBudgetReached,
@@ -57,6 +58,8 @@ export class LocalDriver {
   >();
   private stopping = false;
   private wake: (() => void) | undefined;
+  /** Why run() returned Aborted. */
+  abortReason = '';
 
   constructor(private readonly o: LocalDriverOptions) {
     this.state = o.state;
@@ -91,6 +94,54 @@ export class LocalDriver {
   }
 
   async run(): Promise<LocalOutcome> {
+    try {
+      return await this.loop();
+    } catch (error) {
+      return this.abort(error);
+    }
+  }
+
+  /**
+   * The driver cannot continue (a full disk, an unwritable state file): stop every worker at a
+   * checkpoint, keep the last good state file, and say what to free or fix.
+   */
+  private async abort(error: unknown): Promise<LocalOutcome> {
+    const full = diskFull(error);
+    const { permanent, reason } = classifyFailure(error);
+    if (full === null && !permanent && !isErrno(error)) {
+      await this.stopAll();
+      throw error; // a bug: workers are stopped, the stack trace is for us
+    }
+    this.abortReason = reason;
+    this.o.display.endProgress();
+    this.o.display.say(`smolstage run: ${reason}`);
+    if (this.workers.size > 0) this.o.display.say('stopping the worker at a checkpoint');
+    const running = [...this.workers.keys()];
+    await this.stopAll();
+    // The driver stopped them, whatever they exited with: the rerun continues the same attempts.
+    for (const job of this.state.jobs) {
+      if (!running.includes(job.name)) continue;
+      job.phase = 'Running';
+      delete job.exitCode;
+      delete job.failureMessage;
+      delete job.finishedAt;
+    }
+    try {
+      await writeState(this.statePath(), this.state);
+    } catch {
+      // still failing: the previous state file stays, and the rerun resumes from it
+    }
+    return 'Aborted';
+  }
+
+  private async stopAll(): Promise<void> {
+    this.stopping = true;
+    for (const worker of this.workers.values()) signalGroup(worker, 'SIGTERM');
+    await Promise.all([...this.workers.values()].map((w) => w.exited));
+    await new Promise((r) => setImmediate(r));
+  }
+
+  private async loop(): Promise<LocalOutcome> {
     const graceSeconds = this.state.run.spec.trainer.terminationGracePeriodSeconds ?? 120;
     await stopLeftoverWorkers(join(this.o.workDir, 'jobs'), graceSeconds, (l) => this.o.display.say(l));
     for (;;) {
@@ -201,10 +252,13 @@ export class LocalDriver {
           toStart.push(job);
           break;
         }
-        case 'deleteJob':
-          this.stopWorker(action.name);
-          this.state.jobs = this.state.jobs.filter((j) => j.name !== action.name);
+        case 'annotateStage': {
+          const stage = this.state.stages.find((s) => s.metadata.name === action.name);
+          if (stage === undefined)
+            throw new Error(`the decision annotates Stage ${action.name}, which is not in the state`);
+          stage.metadata.annotations = { ...stage.metadata.annotations, ...action.annotations };
           break;
+        }
         case 'setJobSuspended': {
           const job = this.state.jobs.find((j) => j.name === action.name);
           if (job === undefined) break;
@@ -264,6 +318,7 @@ export class LocalDriver {
       controlPollMs: this.o.controlPollMs ?? 500,
       command: job.export === true ? 'export' : 'worker',
       env: this.o.env ?? process.env,
+      onNotice: (line) => this.o.display.say(`NOTE      ${job.name}: ${line}`),
       onStep: (line) => {
         const previous = this.live.get(job.stage);
         const tokPerSec =
@@ -276,6 +331,7 @@ export class LocalDriver {
     this.workers.set(job.name, worker);
     void worker.exited.then((exit) => {
       this.workers.delete(job.name);
+      this.live.delete(job.stage);
       const current = this.state.jobs.find((j) => j.name === job.name);
       if (current !== undefined) {
         const next = jobAfterExit(current, exit, this.stopping, new Date().toISOString());
@@ -370,13 +426,18 @@ export class LocalDriver {
     const startTokens = status.startTokens ?? 0;
     const trained = Math.max(status.tokenCount ?? 0, live !== undefined ? live.tokens - startTokens : 0);
     const latest = status.metrics?.latest ?? {};
+    const waiting = !this.workers.has(status.jobName ?? '');
+    const progressing = this.state.run.status?.conditions?.find((c) => c.type === 'Progressing');
     this.o.display.progress({
       stage: stage.spec.name,
       index,
       stages: this.state.stages.length,
       trainedTokens: trained,
       capTokens: stageTokenCap(stage.spec),
-      ...(live !== undefined ? { step: live.step, loss: live.loss, tokPerSec: live.tokPerSec } : {}),
+      ...(live !== undefined && !waiting
+        ? { step: live.step, loss: live.loss, tokPerSec: live.tokPerSec }
+        : {}),
+      ...(waiting && progressing?.reason === Reason.RetryBackoff ? { note: progressing.message } : {}),
       evals: Object.fromEntries(Object.entries(latest).filter(([k]) => k.startsWith('eval.'))),
     });
   }
@@ -390,4 +451,9 @@ function signalGroup(worker: RunningWorker, signal: NodeJS.Signals): void {
   } catch {
     // already gone
   }
+}
+
+function isErrno(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code);
 }

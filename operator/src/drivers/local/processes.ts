@@ -17,7 +17,8 @@ import {
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ExitCode } from '../../api/exit-codes.js';
+import { ExitCode, exitDisposition } from '../../api/failures.js';
+import { formatTokens } from '../../api/quantity.js';
 import type { LocalJob } from './state.js';
 
 export interface WorkerExit {
@@ -40,9 +41,10 @@ export function jobAfterExit(
   now: string,
 ): { job: LocalJob; replace: boolean } {
   if (job.phase === 'Suspended') return { job, replace: false };
-  const preempted = exit.code === ExitCode.Preempted || (shuttingDown && exit.signal !== null);
+  const disposition = exitDisposition(exit.code);
+  const preempted = disposition === 'preempted' || (shuttingDown && exit.signal !== null);
   if (preempted) return { job, replace: !shuttingDown };
-  if (exit.code === ExitCode.Finished)
+  if (disposition === 'finished')
     return { job: { ...job, phase: 'Succeeded', finishedAt: now }, replace: false };
   const what = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
   return {
@@ -80,6 +82,19 @@ export interface SpawnOptions {
   command: 'worker' | 'export';
   env: NodeJS.ProcessEnv;
   onStep: (line: StepLine) => void;
+  /** Where the worker restored from and every fallback it took (damaged checkpoints skipped). */
+  onNotice?: (line: string) => void;
+}
+
+/** Pure: the console line for a worker log entry the user must see, or null. */
+export function noticeOf(entry: Record<string, unknown>): string | null {
+  const message = typeof entry.message === 'string' ? entry.message : '';
+  if (typeof entry.notice === 'string') return message;
+  const at = `step ${String(entry.step)}, ${formatTokens(Number(entry.tokens))} tokens`;
+  if (message === 'resumed from checkpoint') return `worker resumed from ${String(entry.checkpoint)} (${at})`;
+  if (message === 'starting stage from checkpoint')
+    return `worker started the stage from ${String(entry.checkpoint)} (${at})`;
+  return null;
 }
 
 export const specFile = (jobDir: string) => join(jobDir, 'spec.json');
@@ -136,6 +151,8 @@ export function spawnWorker(o: SpawnOptions): RunningWorker {
         const entry = JSON.parse(line) as Record<string, unknown>;
         if (entry.message === 'step' && typeof entry.step === 'number')
           o.onStep(entry as unknown as StepLine);
+        const notice = noticeOf(entry);
+        if (notice !== null) o.onNotice?.(notice);
         if (typeof entry.reason === 'string') reason = entry.reason.split('\n')[0];
       } catch {
         // not a log object (e.g. a native library's output): kept in the log only

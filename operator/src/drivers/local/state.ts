@@ -5,9 +5,11 @@
  * the new one, never half of either.
  */
 import { randomUUID } from 'node:crypto';
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
-import type { Stage, TrainingRun } from '../../api/types.js';
+import { withDefaults } from '../../api/defaults.js';
+import { diskFull, jsonProblem } from '../../api/failures.js';
+import { Annotations, type Stage, type TrainingRun } from '../../api/types.js';
 import type { JobPhase, ObservedJob } from '../../reconcile/observed.js';
 
 export const STATE_VERSION = 'smolstage.dev/local-state/v1';
@@ -51,9 +53,7 @@ export async function readState(path: string): Promise<LocalState | null> {
   try {
     state = JSON.parse(text) as LocalState;
   } catch (error) {
-    throw new StateFileError(
-      `${path} is not valid JSON (${(error as Error).message}); rerun with --fresh to start over`,
-    );
+    throw new StateFileError(`${path} is ${jsonProblem(error)}; rerun with --fresh to start over`);
   }
   if (state.apiVersion !== STATE_VERSION)
     throw new StateFileError(
@@ -62,16 +62,41 @@ export async function readState(path: string): Promise<LocalState | null> {
   return state;
 }
 
+/**
+ * Writes the state atomically. On any failure the temporary file is removed and the previous
+ * state stays; a full disk becomes a DiskFullError naming the directory to free.
+ */
 export async function writeState(path: string, state: LocalState): Promise<void> {
   const temp = `${path}.tmp-${process.pid}`;
-  const handle = await open(temp, 'w');
   try {
-    await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw diskFull(error, `writing the state file ${path}`) ?? error;
   }
-  await rename(temp, path);
+}
+
+/**
+ * A rerun of a Failed run asks the reconcile core for a retry (the same `smolstage.dev/retry`
+ * annotation a cluster user sets): a new attempt from the last committed checkpoint, counted
+ * against the file's maxRetries. Returns the line to show, or null when the run had not failed.
+ */
+export function requestRetry(state: LocalState, now = new Date()): string | null {
+  const status = state.run.status;
+  if (status?.phase !== 'Failed') return null;
+  state.run.metadata.annotations = {
+    ...state.run.metadata.annotations,
+    [Annotations.retry]: `rerun-${now.toISOString()}`,
+  };
+  const { maxRetries } = withDefaults(state.run.spec).trainer;
+  return `retrying: the run had failed (${status.message ?? 'no message'}); a new attempt resumes from the newest committed checkpoint (up to ${maxRetries} automatic retries, spec.trainer.maxRetries)`;
 }
 
 /**
