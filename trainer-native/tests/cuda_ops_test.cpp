@@ -218,8 +218,8 @@ TEST(cuda_cross_entropy) {
     MirrorIds targets(be, random_ids(rows, vocab, 41));
     for (bool want_grad : {false, true}) {
       Mirror z(be, logits), losses(be, rows);
-      be.cpu->cross_entropy(losses.c, z.c, targets.c, rows, vocab, 0.25f, want_grad);
-      be.gpu->cross_entropy(losses.g, z.g, targets.g, rows, vocab, 0.25f, want_grad);
+      be.cpu->cross_entropy(losses.c, z.c, targets.c, rows, vocab, 0.25f, nullptr, want_grad);
+      be.gpu->cross_entropy(losses.g, z.g, targets.g, rows, vocab, 0.25f, nullptr, want_grad);
       expect_same(losses, 1e-5, "cross_entropy losses");
       if (want_grad) expect_same(z, 1e-4, "cross_entropy gradient");
     }

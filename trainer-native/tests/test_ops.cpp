@@ -246,7 +246,7 @@ TEST(op_cross_entropy_loss_and_gradient) {
   auto z = logits;
   std::vector<float> losses(N);
   const float scale = 0.25f;
-  cpu::cross_entropy(losses.data(), z.data(), targets.data(), N, V, scale, true);
+  cpu::cross_entropy(losses.data(), z.data(), targets.data(), N, V, scale, nullptr, true);
   for (int n = 0; n < N; ++n) {
     double mx = -1e300, sum = 0;
     for (int j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(logits[n * V + j]));
@@ -282,4 +282,59 @@ TEST(op_adamw_matches_torch_formula_over_three_steps) {
   expect_close(to_double(p), rp, 1e-6, "adamw params");
   expect_close(to_double(m), rm, 1e-6, "adamw m");
   expect_close(to_double(v), rv, 1e-6, "adamw v");
+}
+
+TEST(op_cross_entropy_per_row_gradient_scale) {
+  ThreadsForTest threads;
+  const int N = 5, V = 37;
+  const auto logits = random_floats(static_cast<size_t>(N) * V, 21, 3.0);
+  const std::vector<int32_t> targets = {3, 0, 36, 5, 5};
+  const std::vector<float> row_scale = {0.5f, 0.0f, -1.25f, 2.0f, 1e-3f};  // weights and DPO's signed coefficients
+  auto z = logits;
+  std::vector<float> losses(N);
+  cpu::cross_entropy(losses.data(), z.data(), targets.data(), N, V, 7.0f /* ignored */, row_scale.data(), true);
+  for (int n = 0; n < N; ++n) {
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(logits[n * V + j]));
+    for (int j = 0; j < V; ++j) sum += std::exp(logits[n * V + j] - mx);
+    CHECK_NEAR(losses[n], std::log(sum) + mx - logits[n * V + targets[n]], 1e-5);
+    for (int j = 0; j < V; ++j) {
+      const double p = std::exp(logits[n * V + j] - mx) / sum;
+      CHECK_NEAR(z[n * V + j], row_scale[n] * (p - (j == targets[n] ? 1.0 : 0.0)), 1e-6);
+    }
+  }
+}
+
+TEST(op_attention_decode_matches_double_reference) {
+  ThreadsForTest threads;
+  cpu::Workspace ws;
+  const int H = 4, KV = 2, D = 8;
+  for (auto [past, n_new] : {std::tuple{0, 5}, std::tuple{6, 1}, std::tuple{3, 4}}) {
+    const int len = past + n_new;
+    const auto q = random_floats(static_cast<size_t>(n_new) * H * D, 30 + past);
+    const auto k = random_floats(static_cast<size_t>(len) * KV * D, 40 + past);
+    const auto v = random_floats(static_cast<size_t>(len) * KV * D, 50 + past);
+    std::vector<float> out(q.size());
+    cpu::attention_decode(out.data(), q.data(), k.data(), v.data(), n_new, past, H, KV, D, ws);
+    Vec want(q.size());
+    for (int i = 0; i < n_new; ++i)
+      for (int h = 0; h < H; ++h) {
+        const int g = h / (H / KV), keys = past + i + 1;
+        Vec s(keys);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < keys; ++j) {
+          double dot = 0;
+          for (int d = 0; d < D; ++d) dot += static_cast<double>(q[(i * H + h) * D + d]) * k[(j * KV + g) * D + d];
+          s[j] = dot / std::sqrt(static_cast<double>(D));
+          mx = std::max(mx, s[j]);
+        }
+        for (int j = 0; j < keys; ++j) sum += s[j] = std::exp(s[j] - mx);
+        for (int d = 0; d < D; ++d) {
+          double o = 0;
+          for (int j = 0; j < keys; ++j) o += s[j] / sum * v[(j * KV + g) * D + d];
+          want[(i * H + h) * D + d] = o;
+        }
+      }
+    expect_close(to_double(out), want, 1e-6, "attention_decode");
+  }
 }

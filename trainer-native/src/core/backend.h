@@ -86,9 +86,17 @@ class Backend {
                                size_t count) = 0;
 
   // losses[n] = -log softmax(logits[n])[targets[n]]; with want_grad the logits are replaced by
-  // grad_scale * (softmax - onehot(target)). `losses` is backend memory.
+  // s_n * (softmax - onehot(target)), s_n = row_scale[n] when row_scale is given (per-token loss
+  // weights, DPO coefficients; may be negative or 0), else grad_scale. `losses` and `row_scale`
+  // are backend memory.
   virtual void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab,
-                             float grad_scale, bool want_grad) = 0;
+                             float grad_scale, const float* row_scale, bool want_grad) = 0;
+
+  // Attention for KV-cache decoding of one sequence: n_new queries at positions past .. past+n_new-1
+  // attend causally to the cached keys/values of positions [0, past + n_new). q, out: [n_new, H, D];
+  // k_cache, v_cache: [past + n_new, KV, D] (RoPE already applied to q and k). Forward only.
+  virtual void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int n_new,
+                                int past, int heads, int kv_heads, int head_dim) = 0;
 
   virtual double sum_squares(const float* x, size_t count) = 0;
   virtual void scale(float* x, size_t count, float factor) = 0;

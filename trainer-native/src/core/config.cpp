@@ -1,6 +1,8 @@
 #include "core/config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 
@@ -103,12 +105,29 @@ void validate_config(const ModelConfig& c) {
     fail("hiddenSize, intermediateSize and vocabSize must each be at most 16777216");
 }
 
-bool same_architecture(const ModelConfig& a, const ModelConfig& b) {
-  return a.hidden_size == b.hidden_size && a.num_layers == b.num_layers && a.num_heads == b.num_heads &&
-         a.num_kv_heads == b.num_kv_heads && a.intermediate_size == b.intermediate_size &&
-         a.vocab_size == b.vocab_size && a.tie_embeddings == b.tie_embeddings &&
-         a.rms_norm_eps == b.rms_norm_eps;
+std::string architecture_difference(const ModelConfig& a, const ModelConfig& b) {
+  auto ints = [](const char* field, long long x, long long y) {
+    return x == y ? std::string() : std::string(field) + ": " + std::to_string(x) + " vs " + std::to_string(y);
+  };
+  for (const std::string& d :
+       {ints("hiddenSize", a.hidden_size, b.hidden_size), ints("numLayers", a.num_layers, b.num_layers),
+        ints("numHeads", a.num_heads, b.num_heads), ints("numKvHeads", a.num_kv_heads, b.num_kv_heads),
+        ints("intermediateSize", a.intermediate_size, b.intermediate_size),
+        ints("vocabSize", a.vocab_size, b.vocab_size)})
+    if (!d.empty()) return d;
+  if (a.tie_embeddings != b.tie_embeddings)
+    return std::string("tieEmbeddings: ") + (a.tie_embeddings ? "true" : "false") + " vs " +
+           (b.tie_embeddings ? "true" : "false");
+  const double scale = std::max(std::fabs(a.rms_norm_eps), std::fabs(b.rms_norm_eps));
+  if (!(std::fabs(a.rms_norm_eps - b.rms_norm_eps) <= 1e-6 * scale)) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "rmsNormEps: %.17g vs %.17g", a.rms_norm_eps, b.rms_norm_eps);
+    return buf;
+  }
+  return "";
 }
+
+bool same_architecture(const ModelConfig& a, const ModelConfig& b) { return architecture_difference(a, b).empty(); }
 
 std::string describe(const ModelConfig& c) {
   std::ostringstream s;

@@ -31,7 +31,12 @@ void validate_config(const ModelConfig& c);
 
 // Same shapes and numerics except the RoPE base, the position limit and the init range, which
 // may legitimately change between stages or do not affect trained weights.
+// Float fields (rmsNormEps) compare with a relative tolerance of 1e-6, so a value that went
+// through float32 (9.999999747e-06 for 1e-5) is the same architecture.
 bool same_architecture(const ModelConfig& a, const ModelConfig& b);
+// The first field on which same_architecture fails, as "rmsNormEps: <a> vs <b>" with both values
+// at full precision; empty when they agree.
+std::string architecture_difference(const ModelConfig& a, const ModelConfig& b);
 std::string describe(const ModelConfig& c);
 
 }  // namespace smolstage

@@ -45,6 +45,7 @@ Model::Model(const ModelConfig& config, Backend& backend) : config_(config), be_
 }
 
 Model::~Model() {
+  end_decode();
   release_activations();
   be_.release(params_);
   be_.release(grads_);
@@ -165,6 +166,7 @@ void Model::prepare(int batch, int seq_len) {
   head_chunk_ = std::min(rows_, kHeadChunkRows);
   logits_ = take(static_cast<size_t>(head_chunk_) * V);
   row_losses_ = take(N);
+  row_scale_ = take(N);
   dres_ = take(N * C);
   dln_ = take(N * C);
   dq_ = take(N * C);
@@ -233,16 +235,20 @@ void Model::forward(const int32_t* host_inputs, int batch, int seq_len) {
   be_.rmsnorm_forward(lnf_, rstdf_, residual(config_.num_layers), final_norm(params_), N, C, eps);
 }
 
-double Model::head_loss(const int32_t* host_targets, float grad_scale, bool want_grad, float* host_row_losses) {
+double Model::head_loss(const int32_t* host_targets, float grad_scale, bool want_grad, float* host_row_losses,
+                         const float* host_row_scale) {
   const int N = rows_, C = config_.hidden_size, V = config_.vocab_size;
   be_.upload_ids(targets_, host_targets, static_cast<size_t>(N));
+  const bool scaled = want_grad && host_row_scale;
+  if (scaled) be_.upload(row_scale_, host_row_scale, static_cast<size_t>(N));
   const float* w = lm_head(params_);
   float* dw = lm_head(grads_);
   for (int r0 = 0; r0 < N; r0 += head_chunk_) {
     const int rows = std::min(head_chunk_, N - r0);
     const size_t off = static_cast<size_t>(r0) * C;
     be_.matmul_forward(logits_, lnf_ + off, w, rows, C, V, false);
-    be_.cross_entropy(row_losses_ + r0, logits_, targets_ + r0, rows, V, grad_scale, want_grad);
+    be_.cross_entropy(row_losses_ + r0, logits_, targets_ + r0, rows, V, grad_scale, scaled ? row_scale_ + r0 : nullptr,
+                      want_grad);
     if (want_grad) be_.matmul_backward(dlnf_ + off, dw, logits_, lnf_ + off, w, rows, C, V, false);
   }
   std::vector<float> local;

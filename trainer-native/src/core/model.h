@@ -41,9 +41,11 @@ class Model {
   // Runs the network up to the final norm for `batch` rows of `seq_len` token ids (host memory).
   void forward(const int32_t* host_inputs, int batch, int seq_len);
   // LM head + cross-entropy on the last forward. Returns the summed loss over rows; per-row
-  // losses go to host_row_losses when given. With want_grad, gradients scaled by grad_scale are
-  // accumulated into the LM-head weight and kept for backward().
-  double head_loss(const int32_t* host_targets, float grad_scale, bool want_grad, float* host_row_losses);
+  // losses go to host_row_losses when given. With want_grad, gradients scaled by grad_scale (or,
+  // when host_row_scale is given, row n's by host_row_scale[n]: per-token loss weights, DPO
+  // coefficients) are accumulated into the LM-head weight and kept for backward().
+  double head_loss(const int32_t* host_targets, float grad_scale, bool want_grad, float* host_row_losses,
+                   const float* host_row_scale = nullptr);
   // Accumulates parameter gradients of the last head_loss(want_grad = true). The backward runs
   // from the last layer to the first, so the flat gradient buffer fills from its end: when
   // given, on_ready(offset) is called each time gradients [offset, num_params) are final for
@@ -51,6 +53,15 @@ class Model {
   void backward(const std::function<void(size_t)>& on_ready = {});
   // Logits [batch·seq_len, vocab] of the last forward, into host memory.
   void logits(float* host_out);
+
+  // KV-cache decoding of one sequence (core/generate.cpp), independent of the training
+  // activations. begin_decode allocates keys/values for max_len positions; decode() appends n
+  // tokens at positions [decode_length(), decode_length() + n) and writes the logits of the last
+  // of them to host_logits (vocab floats); end_decode frees the cache.
+  void begin_decode(int max_len);
+  void decode(const int32_t* host_ids, int n, float* host_logits);
+  void end_decode();
+  int decode_length() const { return decode_len_; }
 
  private:
   struct Layer {
@@ -76,6 +87,16 @@ class Model {
   float *dres_ = nullptr, *dln_ = nullptr, *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr, *datt_ = nullptr;
   float *dgate_ = nullptr, *dup_ = nullptr, *dact_ = nullptr;
   size_t layer_floats_ = 0;
+  float* row_scale_ = nullptr;
+
+  // Decoding state (generate.cpp).
+  std::vector<void*> decode_memory_;
+  float *k_cache_ = nullptr, *v_cache_ = nullptr;
+  float *dec_x_ = nullptr, *dec_ln_ = nullptr, *dec_rstd_ = nullptr, *dec_q_ = nullptr, *dec_att_ = nullptr;
+  float *dec_gate_ = nullptr, *dec_up_ = nullptr, *dec_act_ = nullptr, *dec_logits_ = nullptr;
+  int32_t* dec_ids_ = nullptr;
+  int decode_max_ = 0, decode_len_ = 0, decode_rows_ = 0;
+  void decode_buffers(int rows);
 
   Layer layer(float* base, int l) const;
   float* embed(float* base) const;

@@ -19,12 +19,15 @@ void validate_schedule(const ScheduleConfig& s) {
   if (!(std::isfinite(s.min_lr) && s.min_lr >= 0)) fail("minLr must be a finite number >= 0");
   if (s.min_lr > s.peak_lr) fail("minLr must not exceed peakLr");
   if (s.warmup_steps < 0) fail("warmupSteps must be >= 0");
+  if (s.start_step < 0) fail("startStep must be >= 0");
   if (s.decay_start_step >= 0 && s.decay_steps <= 0)
     fail("decaySteps must be > 0 when decayStartStep is set");
 }
 
 double learning_rate(const ScheduleConfig& s, int64_t k) {
-  if (k < s.warmup_steps) return s.peak_lr * static_cast<double>(k + 1) / static_cast<double>(s.warmup_steps);
+  const int64_t since = k - s.start_step;
+  if (s.warmup_steps > 0 && since < s.warmup_steps)
+    return s.peak_lr * static_cast<double>(std::max<int64_t>(since, 0) + 1) / static_cast<double>(s.warmup_steps);
   if (s.decay_start_step < 0 || k < s.decay_start_step) return s.peak_lr;
   const double p = std::clamp(static_cast<double>(k - s.decay_start_step + 1) / static_cast<double>(s.decay_steps), 0.0, 1.0);
   double f = 1.0 - p;

@@ -10,6 +10,8 @@ enum class DecayShape { Linear, Cosine, OneMinusSqrt };
 
 struct ScheduleConfig {
   double peak_lr = 1e-3;
+  // Absolute step the warmup counts from (a post-training stage's first step); 0 for pretraining.
+  int64_t start_step = 0;
   int64_t warmup_steps = 0;
   int64_t decay_start_step = -1;  // < 0: never decays
   int64_t decay_steps = 0;
@@ -21,7 +23,8 @@ DecayShape parse_decay_shape(const std::string& name);  // throws on unknown nam
 void validate_schedule(const ScheduleConfig& s);
 
 // Learning rate for the update that follows `completed_steps` optimizer steps.
-//  - warmup: step k (0-based) of the first warmup_steps uses peak * (k+1) / warmup_steps;
+//  - warmup: step k with j = k - start_step < warmup_steps uses peak * (max(j, 0) + 1) / warmup_steps
+//    (start_step 0: the first warmup_steps steps of the run);
 //  - decay: progress p = (k - decay_start + 1) / decay_steps, clamped to [0, 1], so the update
 //    at decay_start + decay_steps - 1 is the first to reach min_lr;
 //  - otherwise peak.

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cmath>
+#include <memory>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -92,8 +94,29 @@ ModelConfig read_hf_config(const std::string& dir) {
   m.num_kv_heads = kv && kv->kind == Json::Kind::Number ? static_cast<int>(kv->number) : m.num_heads;
   m.intermediate_size = static_cast<int>(number_field(c, "intermediate_size", path));
   m.vocab_size = static_cast<int>(number_field(c, "vocab_size", path));
+  // transformers 5 writes RoPE settings as rope_parameters {rope_type, rope_theta}; older
+  // configs have a top-level rope_theta (and rope_scaling). Both may appear: they must agree.
   const Json* theta = c.find("rope_theta");
-  m.rope_theta = theta && theta->kind == Json::Kind::Number ? theta->number : 10000.0;
+  const Json* params = c.find("rope_parameters");
+  if (params && params->kind != Json::Kind::Null && params->kind != Json::Kind::Object)
+    throw std::runtime_error(path + ": rope_parameters must be an object");
+  const Json* nested = params && params->kind == Json::Kind::Object ? params->find("rope_theta") : nullptr;
+  if (params && params->kind == Json::Kind::Object) {
+    const Json* type = params->find("rope_type");
+    if (type && !(type->kind == Json::Kind::String && type->string == "default"))
+      throw std::runtime_error(path + ": rope_parameters.rope_type is " +
+                               (type->kind == Json::Kind::String ? "\"" + type->string + "\"" : std::string("not a string")) +
+                               "; only \"default\" RoPE is supported");
+  }
+  if (nested && nested->kind != Json::Kind::Number)
+    throw std::runtime_error(path + ": rope_parameters.rope_theta must be a number");
+  if (theta && theta->kind != Json::Kind::Number && theta->kind != Json::Kind::Null)
+    throw std::runtime_error(path + ": rope_theta must be a number");
+  const bool top = theta && theta->kind == Json::Kind::Number;
+  if (top && nested && std::fabs(theta->number - nested->number) > 1e-6 * std::fabs(nested->number))
+    throw std::runtime_error(path + ": rope_theta " + json_number(theta->number) +
+                             " and rope_parameters.rope_theta " + json_number(nested->number) + " disagree");
+  m.rope_theta = nested ? nested->number : top ? theta->number : 10000.0;
   m.rms_norm_eps = number_field(c, "rms_norm_eps", path);
   const Json* tie = c.find("tie_word_embeddings");
   m.tie_embeddings = !tie || tie->kind != Json::Kind::Bool || tie->boolean;  // transformers' default is true
@@ -137,20 +160,41 @@ void Trainer::write_weights(const std::string& path) {
 }
 
 void Trainer::read_weights(const std::string& path, bool allow_extra_lm_head) {
-  const SafeTensorsReader file(path);
+  std::vector<std::unique_ptr<SafeTensorsReader>> files;
+  files.push_back(std::make_unique<SafeTensorsReader>(path));
+  read_weights_from(files, {}, path, allow_extra_lm_head);
+}
+
+// `files` are the safetensors files of one checkpoint; with a weight map (sharded checkpoints)
+// each tensor is read from the file the map names, otherwise from the single file.
+void Trainer::read_weights_from(const std::vector<std::unique_ptr<SafeTensorsReader>>& files,
+                                const std::vector<std::pair<std::string, size_t>>& weight_map, const std::string& where,
+                                bool allow_extra_lm_head) {
+  auto locate = [&](const std::string& name) -> std::pair<const SafeTensorsReader*, const TensorInfo*> {
+    if (weight_map.empty()) return {files[0].get(), files[0]->find(name)};
+    for (const auto& [tensor, file] : weight_map)
+      if (tensor == name) return {files[file].get(), files[file]->find(name)};
+    return {nullptr, nullptr};
+  };
   // Check everything before changing any weight, so a bad file leaves the trainer untouched.
   for (const auto& t : model_->tensors()) {
-    const TensorInfo* info = file.find(t.name);
-    if (!info) throw std::runtime_error(path + " has no tensor " + t.name + " (expected shape " + shape_string(t.shape) + ")");
+    const auto [file, info] = locate(t.name);
+    if (!file) throw std::runtime_error(where + " maps no file for tensor " + t.name);
+    if (!info)
+      throw std::runtime_error(file->path() + " has no tensor " + t.name + " (expected shape " + shape_string(t.shape) +
+                               ")");
     if (info->shape != t.shape)
-      throw std::runtime_error(path + ": tensor " + t.name + " has shape " + shape_string(info->shape) +
+      throw std::runtime_error(file->path() + ": tensor " + t.name + " has shape " + shape_string(info->shape) +
                                " but this model needs " + shape_string(t.shape) +
                                "; the checkpoint was made for a different model config");
   }
-  if (config().tie_embeddings && !allow_extra_lm_head && file.find("lm_head.weight"))
-    throw std::runtime_error(path + " holds lm_head.weight but this model ties embeddings (tieEmbeddings: true)");
+  if (config().tie_embeddings && !allow_extra_lm_head && locate("lm_head.weight").second)
+    throw std::runtime_error(where + " holds lm_head.weight but this model ties embeddings (tieEmbeddings: true)");
   std::vector<float> host(model_->num_params());
-  for (const auto& t : model_->tensors()) file.read_f32(*file.find(t.name), host.data() + t.offset);
+  for (const auto& t : model_->tensors()) {
+    const auto [file, info] = locate(t.name);
+    file->read_f32(*info, host.data() + t.offset);
+  }
   backend_->upload(model_->params(), host.data(), host.size());
 }
 
@@ -166,12 +210,37 @@ void Trainer::import_hf(const std::string& dir) {
   struct stat st{};
   if (stat(join(dir, "config.json").c_str(), &st) == 0) {
     const ModelConfig theirs = read_hf_config(dir);
-    if (!same_architecture(theirs, config()))
-      throw std::runtime_error(dir + "/config.json describes a different model (" + describe(theirs) +
-                               ") than this trainer (" + describe(config()) + ")");
+    const std::string diff = architecture_difference(theirs, config());
+    if (!diff.empty())
+      throw std::invalid_argument(dir + "/config.json describes a different model than this trainer: " + diff +
+                                  " (checkpoint vs trainer; checkpoint " + describe(theirs) + ", trainer " +
+                                  describe(config()) + ")");
   }
   // Checkpoints saved by transformers may still carry a tied lm_head copy; it is ignored.
-  read_weights(join(dir, "model.safetensors"), true);
+  const std::string single = join(dir, "model.safetensors"), index = join(dir, "model.safetensors.index.json");
+  if (stat(single.c_str(), &st) == 0 || stat(index.c_str(), &st) != 0) {
+    read_weights(single, true);
+    return;
+  }
+  // Sharded: {"metadata": {...}, "weight_map": {"<tensor>": "model-00001-of-00002.safetensors", ...}}.
+  const Json j = parse_json(read_small_file(index, 64 << 20), index);
+  const Json* map = j.find("weight_map");
+  if (!map || map->kind != Json::Kind::Object || map->object.empty())
+    throw std::runtime_error(index + ": no \"weight_map\" object naming the shard of each tensor");
+  std::vector<std::string> shard_names;
+  std::vector<std::pair<std::string, size_t>> weight_map;
+  for (const auto& [tensor, file] : map->object) {
+    if (file.kind != Json::Kind::String || file.string.empty() || file.string.find('/') != std::string::npos ||
+        file.string == "." || file.string == "..")
+      throw std::runtime_error(index + ": weight_map[\"" + tensor + "\"] must be a file name in " + dir);
+    size_t at = 0;
+    while (at < shard_names.size() && shard_names[at] != file.string) ++at;
+    if (at == shard_names.size()) shard_names.push_back(file.string);
+    weight_map.emplace_back(tensor, at);
+  }
+  std::vector<std::unique_ptr<SafeTensorsReader>> files;
+  for (const auto& name : shard_names) files.push_back(std::make_unique<SafeTensorsReader>(join(dir, name.c_str())));
+  read_weights_from(files, weight_map, index, true);
 }
 
 void Trainer::save_state(const std::string& dir) {
@@ -185,6 +254,7 @@ void Trainer::save_state(const std::string& dir) {
   backend_->download(v.data(), v_, P);
   const auto rng = rng_.state();
   std::string header = "{\"format\":1,\"config\":" + config_json(config()) + ",\"step\":" + std::to_string(step_) +
+                       ",\"momentsFrom\":" + std::to_string(moments_from_) +
                        ",\"numParams\":" + std::to_string(P) + ",\"rng\":[\"" + hex64(rng[0]) + "\",\"" +
                        hex64(rng[1]) + "\",\"" + hex64(rng[2]) + "\",\"" + hex64(rng[3]) + "\"]}";
   std::string blob(kOptimMagic, sizeof kOptimMagic);
@@ -220,7 +290,8 @@ void Trainer::load_state(const std::string& dir) {
   const ModelConfig theirs = config_from_header(*cfg, path);
   if (!same_architecture(theirs, config()))
     throw std::runtime_error("checkpoint " + dir + " was saved for a different model (" + describe(theirs) +
-                             ") than this trainer (" + describe(config()) + "); create the trainer with that config");
+                             ") than this trainer (" + describe(config()) + "; " + architecture_difference(theirs, config()) +
+                             ", checkpoint vs trainer); create the trainer with that config");
   const size_t P = model_->num_params();
   if (static_cast<size_t>(number_field(h, "numParams", path)) != P)
     throw std::runtime_error(path + ": parameter count differs from this model");
@@ -240,6 +311,10 @@ void Trainer::load_state(const std::string& dir) {
     rng_state[i] = std::stoull(word.string, nullptr, 16);
   }
   const int64_t step = static_cast<int64_t>(number_field(h, "step", path));
+  // Step at which the AdamW moments were last reset (absent in files from before resetOptimizer).
+  const Json* from = h.find("momentsFrom");
+  const int64_t moments_from = from && from->kind == Json::Kind::Number ? static_cast<int64_t>(from->number) : 0;
+  if (moments_from < 0 || moments_from > step) throw std::runtime_error(path + ": momentsFrom is outside [0, step]");
   std::vector<float> m(P), v(P);
   in.read(reinterpret_cast<char*>(m.data()), static_cast<std::streamsize>(P * sizeof(float)));
   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(P * sizeof(float)));
@@ -248,6 +323,7 @@ void Trainer::load_state(const std::string& dir) {
   backend_->upload(m_, m.data(), P);
   backend_->upload(v_, v.data(), P);
   step_ = step;
+  moments_from_ = moments_from;
   rng_.set_state(rng_state);
 }
 

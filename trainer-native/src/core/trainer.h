@@ -2,6 +2,7 @@
 // evaluation entry points and checkpoint I/O. Not thread-safe: callers serialize access.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,11 +10,14 @@
 #include "core/backend.h"
 #include "core/communicator.h"
 #include "core/config.h"
+#include "core/generate.h"
 #include "core/model.h"
 #include "core/rng.h"
 #include "core/schedule.h"
 
 namespace smolstage {
+
+class SafeTensorsReader;
 
 struct OptimizerConfig {
   double beta1 = 0.9;
@@ -50,6 +54,38 @@ struct StepResult {
   int64_t comm_bytes = 0;  // gradient bytes all-reduced in this step (once per step, not per micro-batch)
 };
 
+// DPO (sigmoid loss, TRL's definitions) on one rank's pairs. Each of `batch` pairs has a chosen and
+// a rejected row of seq_len + 1 ids (padded to the same length), per-target-token weights
+// (batch × seq_len; 1 on completion tokens, 0 on prompt and padding), and the frozen reference
+// model's log-probability sums of both (sequence_log_probs of the reference weights).
+struct PreferenceBatch {
+  const uint32_t* chosen = nullptr;
+  const uint32_t* rejected = nullptr;
+  size_t chosen_count = 0, rejected_count = 0;
+  const float* chosen_weights = nullptr;
+  const float* rejected_weights = nullptr;
+  size_t chosen_weight_count = 0, rejected_weight_count = 0;
+  const double* ref_chosen = nullptr;
+  const double* ref_rejected = nullptr;
+  size_t ref_chosen_count = 0, ref_rejected_count = 0;
+};
+
+struct DpoOptions {
+  double beta = 0.1;
+  int batch = 0;        // pairs on this rank
+  int micro_batch = 0;  // pairs per forward/backward (2 × micro_batch rows)
+  int seq_len = 0;
+};
+
+// Means over all pairs of every rank. reward = β·(logπ − logπ_ref); loss = −log σ(r_chosen − r_rejected).
+struct DpoResult {
+  StepResult step;  // loss = the DPO loss; tokens = 2 · pairs · seq_len summed over ranks
+  double rewards_chosen = 0;
+  double rewards_rejected = 0;
+  double rewards_accuracy = 0;  // share of pairs with r_chosen > r_rejected
+  double rewards_margin = 0;
+};
+
 struct HostTensor {
   std::string name;
   std::vector<int64_t> shape;
@@ -66,8 +102,27 @@ class Trainer {
   ~Trainer();
 
   // tokens: batch rows of seq_len + 1 ids; inputs are row[0, seq_len), targets row[1, seq_len].
-  StepResult step(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len);
-  double eval_loss(const uint32_t* tokens, size_t count, int batch, int seq_len);
+  // weights (optional, batch × seq_len, finite, >= 0): per-target-token loss weights; the loss is
+  // then Σ w·CE / Σ w over the whole global batch (Σ w summed over ranks). Without them the loss is
+  // the plain mean, bit-identical to a trainer without weight support. Distributed, every rank
+  // must pass weights or none.
+  StepResult step(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len,
+                  const float* weights = nullptr, size_t weight_count = 0);
+  double eval_loss(const uint32_t* tokens, size_t count, int batch, int seq_len, const float* weights = nullptr,
+                   size_t weight_count = 0);
+  // Σ_t w[r,t] · log p(target[r,t]) for each of `batch` rows (forward only, local, no gradients).
+  std::vector<double> sequence_log_probs(const uint32_t* tokens, size_t count, const float* weights,
+                                         size_t weight_count, int batch, int micro_batch, int seq_len);
+  // DPO: gradients of the mean sigmoid DPO loss over all pairs (averaged over ranks), then the same
+  // clipping / AdamW update as step(). dpo_gradients stops before the update (collective too).
+  DpoResult dpo_step(const PreferenceBatch& pairs, const DpoOptions& options);
+  DpoResult dpo_gradients(const PreferenceBatch& pairs, const DpoOptions& options);
+  // Fresh AdamW state for a post-training stage: moments zeroed, bias correction counts from the
+  // current step (the step count itself continues; the schedule's start_step moves warmup).
+  void reset_optimizer();
+  // Generation with a KV cache from one prompt (local; does not touch the trainer's RNG).
+  GenerateResult generate(const std::vector<uint32_t>& prompt, const GenerateOptions& options);
+  void set_schedule(const ScheduleConfig& schedule);
   // Summed log-probability of each choice's tokens following the context.
   std::vector<double> score_choices(const std::vector<uint32_t>& context,
                                     const std::vector<std::vector<uint32_t>>& choices);
@@ -75,7 +130,8 @@ class Trainer {
   std::vector<float> logits(const uint32_t* tokens, size_t count, int batch, int seq_len);
   // Gradients of the mean loss (as step() would use before clipping, so averaged over ranks when
   // distributed: collective), without updating weights.
-  double compute_gradients(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len);
+  double compute_gradients(const uint32_t* tokens, size_t count, int batch, int micro_batch, int seq_len,
+                           const float* weights = nullptr, size_t weight_count = 0);
 
   std::vector<HostTensor> parameters();
   std::vector<HostTensor> gradients();
@@ -104,6 +160,7 @@ class Trainer {
 
   void set_rope_theta(double theta);
   int64_t step_count() const { return step_; }
+  int64_t moments_from() const { return moments_from_; }
   const ModelConfig& config() const { return model_->config(); }
   std::string describe_backend() const { return backend_->describe(); }
 
@@ -114,6 +171,7 @@ class Trainer {
   float* m_ = nullptr;
   float* v_ = nullptr;
   int64_t step_ = 0;
+  int64_t moments_from_ = 0;  // step at which the AdamW moments were last reset (bias correction base)
   Rng rng_;
   std::vector<int32_t> inputs_, targets_;
   std::vector<float> row_losses_;
@@ -126,11 +184,23 @@ class Trainer {
   // Mean loss of this rank's rows; with a communicator the gradients are averaged over ranks
   // (buckets start during the last micro-batch's backward; waits for them) and so is the loss.
   double accumulate_gradients(const uint32_t* tokens, int batch, int micro_batch, int seq_len,
-                              StepResult* timing = nullptr);
+                              StepResult* timing = nullptr, const float* weights = nullptr);
+  // Zeroes the gradients; for each micro-batch start row r0, micro(r0) runs the forward and
+  // head_loss(want_grad), then the backward runs (the last one starting the gradient buckets).
+  // After the loop finalize() fills `values`, which are summed over ranks after the gradients.
+  void run_accumulation(int batch, int micro_batch, const std::function<void(int)>& micro,
+                        const std::function<void()>& finalize, double* values, size_t count, StepResult* timing);
+  // Norm, clipping, schedule and AdamW on the accumulated gradients.
+  void apply_update(double loss, StepResult& result);
+  void check_weights(const float* weights, size_t count, int batch, int seq_len, const std::string& what) const;
+  DpoResult dpo_accumulate(const PreferenceBatch& pairs, const DpoOptions& options, StepResult* timing);
   void plan_buckets(size_t bucket_bytes);
   std::vector<HostTensor> host_copy(const float* base);
   void write_weights(const std::string& path);
   void read_weights(const std::string& path, bool allow_extra_lm_head);
+  void read_weights_from(const std::vector<std::unique_ptr<SafeTensorsReader>>& files,
+                         const std::vector<std::pair<std::string, size_t>>& weight_map, const std::string& where,
+                         bool allow_extra_lm_head);
   std::string hf_config_json() const;
 };
 

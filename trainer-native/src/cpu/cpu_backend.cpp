@@ -84,8 +84,12 @@ class CpuBackend final : public Backend {
     cpu::swiglu_backward(dgate, dup, dout, gate, up, count);
   }
   void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab, float grad_scale,
-                     bool want_grad) override {
-    cpu::cross_entropy(losses, logits, targets, rows, vocab, grad_scale, want_grad);
+                     const float* row_scale, bool want_grad) override {
+    cpu::cross_entropy(losses, logits, targets, rows, vocab, grad_scale, row_scale, want_grad);
+  }
+  void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int n_new, int past,
+                        int heads, int kv_heads, int head_dim) override {
+    cpu::attention_decode(out, q, k_cache, v_cache, n_new, past, heads, kv_heads, head_dim, workspace_);
   }
   // Per-thread partial sums added in thread order: an OpenMP reduction may combine in any
   // order, which would make the clipping factor, and so resumed runs, differ in the last bit.

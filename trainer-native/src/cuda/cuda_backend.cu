@@ -109,8 +109,12 @@ class CudaBackend final : public Backend {
     cuda::swiglu_backward(dgate, dup, dout, gate, up, count);
   }
   void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab, float grad_scale,
-                     bool want_grad) override {
-    cuda::cross_entropy(losses, logits, targets, rows, vocab, grad_scale, want_grad);
+                     const float* row_scale, bool want_grad) override {
+    cuda::cross_entropy(losses, logits, targets, rows, vocab, grad_scale, row_scale, want_grad);
+  }
+  void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int n_new, int past,
+                        int heads, int kv_heads, int head_dim) override {
+    cuda::attention_decode(out, q, k_cache, v_cache, n_new, past, heads, kv_heads, head_dim, workspace_);
   }
   double sum_squares(const float* x, size_t count) override { return cuda::sum_squares(x, count, workspace_); }
   void scale(float* x, size_t count, float factor) override { cuda::scale(x, count, factor); }

@@ -25,7 +25,7 @@ float row_sum(const float* z, int n) {
 
 // The logits buffer is scratch: it ends up holding exp(z − max), or the gradient with want_grad.
 void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab, float grad_scale,
-                   bool want_grad) {
+                   const float* row_scale, bool want_grad) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < rows; ++n) {
     float* z = logits + static_cast<size_t>(n) * vocab;
@@ -36,9 +36,10 @@ void cross_entropy(float* losses, float* logits, const int32_t* targets, int row
     const double sum = row_sum(z, vocab);
     losses[n] = static_cast<float>(std::log(sum) - target_shifted);
     if (want_grad) {
-      const float factor = static_cast<float>(grad_scale / sum);
+      const float scale = row_scale ? row_scale[n] : grad_scale;
+      const float factor = static_cast<float>(scale / sum);
       for (int k = 0; k < vocab; ++k) z[k] *= factor;
-      z[t] -= grad_scale;
+      z[t] -= scale;
     }
   }
 }

@@ -55,7 +55,11 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 
 // cross_entropy.cpp
 void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab, float grad_scale,
-                   bool want_grad);
+                   const float* row_scale, bool want_grad);
+
+// attention_decode.cpp — KV-cache attention (see Backend::attention_decode).
+void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int n_new, int past,
+                      int heads, int kv_heads, int head_dim, Workspace& ws);
 
 // adamw.cpp
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t count, const AdamWHyper& h);

@@ -1,6 +1,6 @@
 // Softmax cross-entropy, one block per row: one pass for the running (max, Σexp) of each thread,
 // a block-wide merge, then (with want_grad) one pass that overwrites the logits with
-// grad_scale·(softmax − onehot(target)).
+// s·(softmax − onehot(target)), s = row_scale[row] when given, else grad_scale.
 #include <cmath>
 
 #include "cuda/check.cuh"
@@ -24,7 +24,7 @@ __device__ MaxSum merge(MaxSum a, MaxSum b) {
 }
 
 __global__ void cross_entropy_kernel(float* losses, float* logits, const int32_t* targets, int vocab, float grad_scale,
-                                     bool want_grad) {
+                                     const float* row_scale, bool want_grad) {
   __shared__ MaxSum warp_parts[kThreads / 32];
   __shared__ MaxSum row_total;
   __shared__ float target_logit;
@@ -58,19 +58,20 @@ __global__ void cross_entropy_kernel(float* losses, float* logits, const int32_t
   __syncthreads();
   if (!want_grad) return;
   const float maxv = row_total.max;
-  const float factor = grad_scale / row_total.sum;
+  const float scale = row_scale ? row_scale[n] : grad_scale;
+  const float factor = scale / row_total.sum;
   for (int j = threadIdx.x; j < vocab; j += kThreads) {
     const float g = expf(z[j] - maxv) * factor;
-    z[j] = j == target ? g - grad_scale : g;
+    z[j] = j == target ? g - scale : g;
   }
 }
 
 }  // namespace
 
 void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab, float grad_scale,
-                   bool want_grad) {
+                   const float* row_scale, bool want_grad) {
   if (rows == 0) return;
-  cross_entropy_kernel<<<rows, kThreads>>>(losses, logits, targets, vocab, grad_scale, want_grad);
+  cross_entropy_kernel<<<rows, kThreads>>>(losses, logits, targets, vocab, grad_scale, row_scale, want_grad);
   CUDA_CHECK_LAUNCH("cross_entropy_kernel");
 }
 

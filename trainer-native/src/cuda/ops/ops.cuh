@@ -66,7 +66,11 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 
 // cross_entropy.cu
 void cross_entropy(float* losses, float* logits, const int32_t* targets, int rows, int vocab, float grad_scale,
-                   bool want_grad);
+                   const float* row_scale, bool want_grad);
+
+// attention_decode.cu — KV-cache attention (see Backend::attention_decode).
+void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int n_new, int past,
+                      int heads, int kv_heads, int head_dim, Workspace& ws);
 
 // sum_squares.cu
 double sum_squares(const float* x, size_t count, Workspace& ws);
