@@ -7,6 +7,7 @@ import { scratchDir, smallTokenizer, TESTDATA } from './testdata/support.js';
 import {
   loadTokenizer,
   TRAINED_EOS,
+  TRAINED_SPECIAL_TOKENS,
   tokenizerFromJson,
   tokenizerHash,
   trainByteLevelBpe,
@@ -17,6 +18,23 @@ test('a trained byte-level BPE has exactly the requested vocabulary, EOS at id 0
   assert.equal(tokenizer.vocabSize, 600);
   assert.equal(tokenizer.eosId, 0);
   assert.equal(tokenizer.eosToken, TRAINED_EOS);
+});
+
+test('the ChatML markers are single special tokens at SmolLM2 ids, never split or merged', async () => {
+  const tokenizer = await smallTokenizer();
+  assert.deepEqual(
+    TRAINED_SPECIAL_TOKENS.map((token) => tokenizer.tokenId(token)),
+    [0, 1, 2],
+  );
+  const { ids, offsets } = await tokenizer.encodeWithOffsets('<|im_start|>user\nhi 🙂<|im_end|>\n');
+  assert.equal(ids[0], 1);
+  assert.equal(ids.filter((id) => id === 2).length, 1);
+  assert.deepEqual(offsets[0], [0, 12]);
+  // Offsets count code points: the emoji is one, though it is two UTF-16 units.
+  assert.deepEqual(offsets.at(-1), [
+    [...'<|im_start|>user\nhi 🙂<|im_end|>'].length,
+    [...'<|im_start|>user\nhi 🙂<|im_end|>\n'].length,
+  ]);
 });
 
 test('encode then decode is lossless, including characters the corpus never showed', async () => {
@@ -64,7 +82,7 @@ test('a vocabulary too small for the byte alphabet is refused', async (t) => {
   await writeFile(join(dir, 'c.txt'), 'hello');
   await assert.rejects(
     trainByteLevelBpe([join(dir, 'c.txt')], 200),
-    /--vocab-size must be an integer above 257/,
+    /--vocab-size must be an integer above 259/,
   );
 });
 
@@ -87,7 +105,7 @@ test('a tokenizer without an end-of-document token asks for --eos-token', async 
   const tokenizer = await smallTokenizer();
   const parsed = JSON.parse(tokenizer.json);
   parsed.added_tokens = [];
-  delete parsed.model.vocab[TRAINED_EOS];
+  for (const token of TRAINED_SPECIAL_TOKENS) delete parsed.model.vocab[token];
   assert.throws(
     () => tokenizerFromJson(JSON.stringify(parsed), 'tok.json'),
     /tok\.json has none of the usual end-of-document tokens.*--eos-token/,

@@ -23,6 +23,13 @@ export interface TextTokenizer {
   /** The tokenizer.json text, for handing to worker threads. */
   readonly json: string;
   encodeBatch(texts: string[]): Promise<number[][]>;
+  /**
+   * Ids with each token's span in the text, in Unicode code points (not UTF-16 units), as the
+   * Rust core reports them; special tokens in the text are matched (never split).
+   */
+  encodeWithOffsets(text: string): Promise<{ ids: number[]; offsets: [number, number][] }>;
+  /** The id of a token of the vocabulary (added tokens included), or undefined. */
+  tokenId(token: string): number | undefined;
   decode(ids: ArrayLike<number>): Promise<string>;
 }
 
@@ -83,6 +90,16 @@ export function tokenizerFromJson(json: string, where: string, eosToken?: string
       const encodings = await tokenizer.encodeBatch(texts, { addSpecialTokens: false });
       return encodings.map((e) => e.getIds());
     },
+    async encodeWithOffsets(text) {
+      const encoding = await tokenizer.encode(text, null, { addSpecialTokens: false });
+      return {
+        ids: encoding.getIds(),
+        offsets: encoding.getOffsets().map(([start, end]) => [start as number, end as number]),
+      };
+    },
+    tokenId(token) {
+      return tokenizer.tokenToId(token) ?? undefined;
+    },
     decode(ids) {
       return tokenizer.decode(Array.from(ids), false);
     },
@@ -105,6 +122,13 @@ export async function loadTokenizer(path: string, eosToken?: string): Promise<Te
 export const TRAINED_EOS = '<|endoftext|>';
 
 /**
+ * The special tokens of a trained tokenizer, at SmolLM2's ids: end of document (0) and the
+ * ChatML turn markers `<|im_start|>` (1) and `<|im_end|>` (2), so chat templates render turns
+ * as single tokens.
+ */
+export const TRAINED_SPECIAL_TOKENS = [TRAINED_EOS, '<|im_start|>', '<|im_end|>'] as const;
+
+/**
  * SmolLM2's pipeline: digits split one by one (so arithmetic tokenizes uniformly), then
  * GPT-2 byte-level pre-tokenization; no normalizer, so decoding is lossless.
  */
@@ -113,17 +137,15 @@ function byteLevelBpeSpec(vocab: Record<string, number>, merges: [string, string
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [
-      {
-        id: 0,
-        content: TRAINED_EOS,
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: false,
-        special: true,
-      },
-    ],
+    added_tokens: TRAINED_SPECIAL_TOKENS.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: null,
     pre_tokenizer: {
       type: 'Sequence',
@@ -149,22 +171,23 @@ function byteLevelBpeSpec(vocab: Record<string, number>, merges: [string, string
   };
 }
 
-/** The smallest vocabulary that holds the end-of-document token and all 256 bytes. */
-export const MIN_TRAINED_VOCAB = 1 + 256;
+/** The smallest vocabulary that holds the special tokens and all 256 bytes. */
+export const MIN_TRAINED_VOCAB = TRAINED_SPECIAL_TOKENS.length + 256;
 
 /**
  * Trains a byte-level BPE with exactly `vocabSize` ids (fewer only when the corpus runs out of
- * pairs to merge): id 0 is `<|endoftext|>`, ids 1–256 the byte alphabet, the rest merges.
+ * pairs to merge): ids 0–2 are `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` (as in SmolLM2), ids
+ * 3–258 the byte alphabet, the rest merges.
  *
  * The Node binding exposes only the model's default trainer (no vocab size), but BPE training
  * is greedy: the first k merges do not depend on where training stops. So we train with the
- * default trainer and keep the first `vocabSize - 257` merges, adding all bytes ourselves so
+ * default trainer and keep the first `vocabSize - 259` merges, adding all bytes ourselves so
  * text the corpus never showed still encodes.
  */
 export async function trainByteLevelBpe(textFiles: string[], vocabSize: number): Promise<string> {
   if (!Number.isInteger(vocabSize) || vocabSize <= MIN_TRAINED_VOCAB) {
     throw new DataInputError(
-      `--vocab-size must be an integer above ${MIN_TRAINED_VOCAB} (1 end-of-document token + 256 bytes)`,
+      `--vocab-size must be an integer above ${MIN_TRAINED_VOCAB} (${TRAINED_SPECIAL_TOKENS.length} special tokens + 256 bytes)`,
     );
   }
   const trainer = Tokenizer.fromString(JSON.stringify(byteLevelBpeSpec({}, [])));
@@ -181,8 +204,9 @@ export async function trainByteLevelBpe(textFiles: string[], vocabSize: number):
       const space = m.indexOf(' ');
       return [m.slice(0, space), m.slice(space + 1)];
     });
-    const vocab: Record<string, number> = { [TRAINED_EOS]: 0 };
-    let next = 1;
+    const vocab: Record<string, number> = {};
+    let next = 0;
+    for (const token of TRAINED_SPECIAL_TOKENS) vocab[token] = next++;
     for (const byte of [...byteLevelAlphabet()].sort()) vocab[byte] = next++;
     const merges: [string, string][] = [];
     for (const [left, right] of allMerges) {
