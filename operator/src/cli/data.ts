@@ -6,12 +6,14 @@
 import { basename, dirname, join, resolve } from 'node:path';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { DataInputError } from '../api/failures.js';
+import { loadChatTemplate, TOKENIZER_CONFIG_NAME, trainedTokenizerConfig } from '../data/chat-template.js';
 import { convertParquet, EVAL_FORMATS, type EvalFormat } from '../data/convert-eval.js';
 import { openDataset, verifyDataset } from '../data/dataset.js';
 import { formatTask } from '../data/eval-task.js';
 import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../data/locations.js';
 import { prepare } from '../data/prepare.js';
-import { generateQuickstart } from '../data/quickstart.js';
+import { type ExampleFormat, prepareExamples } from '../data/prepare-examples.js';
+import { generateChatQuickstart, generateQuickstart } from '../data/quickstart.js';
 import { loadTokenizer, tokenizerFromJson } from '../data/tokenizer.js';
 import { trainTokenizerOnInputs } from '../data/train-tokenizer.js';
 import { LocalStore } from '../storage/local-store.js';
@@ -23,18 +25,26 @@ const USAGE = `usage: smolstage data <subcommand> [options]
 
 subcommands:
   train-tokenizer --vocab-size N --out tokenizer.json [--text-field F] <inputs...>
-                  train a byte-level BPE (SmolLM2-style: digits split, <|endoftext|> = id 0)
+                  train a byte-level BPE (SmolLM2-style: digits split, <|endoftext|> = id 0,
+                  <|im_start|> = 1, <|im_end|> = 2) and a ChatML tokenizer_config.json beside it
   prepare         --tokenizer tokenizer.json --out DIR|s3://bucket/prefix [--text-field F]
                   [--validation-fraction 0.01] [--threads N] [--chunk-mb 64] [--work-dir DIR]
                   [--eos-token T] [--quiet] <inputs...>
                   tokenize .jsonl, .jsonl.gz, .parquet and text files (or directories, or s3://
                   objects/prefixes) into token shards + manifest.json; reruns skip finished work
+  prepare         --format chat|preference --seq-len N --tokenizer tokenizer.json --out DIR
+                  [--messages-field messages] [--validation-fraction 0.01] [--quiet] <inputs...>
+                  conversations ({messages}) or preference pairs ({prompt, chosen, rejected}) from
+                  .jsonl, .jsonl.gz or .parquet, rendered with the chat template of the
+                  tokenizer_config.json beside the tokenizer, into example shards with loss masks
   verify          [--tokenizer tokenizer.json] <dataset>
                   check a prepared dataset's manifest and every file's sha256
   convert-eval    --format ${EVAL_FORMATS.join('|')} --out task.jsonl <parquet files...>
                   convert a Hugging Face benchmark parquet into the multiple-choice task format
   quickstart      --out DIR [--documents 3000] [--seed 1] [--task-items 200]
-                  generate the CPU quickstart corpora (prose, code, math) and arithmetic task
+                  [--conversations 2000] [--pairs 1000]
+                  generate the CPU quickstart corpora (prose, code, math), arithmetic task,
+                  chat and preference data (chat/) and the ChatML tokenizer_config.json
 
 Inputs and outputs may be local paths or s3://bucket/prefix. ${S3_NOTE}
 See docs/data.md.`;
@@ -99,8 +109,10 @@ async function trainTokenizerCommand(argv: string[]): Promise<number> {
   });
   await writeLocal(out, json);
   const tokenizer = tokenizerFromJson(json, out);
+  const configPath = join(dirname(resolve(out)), TOKENIZER_CONFIG_NAME);
+  await writeLocal(configPath, trainedTokenizerConfig());
   console.log(
-    `wrote ${out}: ${tokenizer.vocabSize} tokens, EOS ${tokenizer.eosToken} = ${tokenizer.eosId}, hash ${tokenizer.hash.slice(0, 12)}`,
+    `wrote ${out}: ${tokenizer.vocabSize} tokens, EOS ${tokenizer.eosToken} = ${tokenizer.eosId}, hash ${tokenizer.hash.slice(0, 12)}; and ${configPath} (ChatML template)`,
   );
   if (tokenizer.vocabSize < vocabSize)
     console.log(`note: the corpus ran out of pairs to merge below the requested ${vocabSize}`);
@@ -117,9 +129,19 @@ async function prepareCommand(argv: string[]): Promise<number> {
     'chunk-mb': { type: 'string' },
     'work-dir': { type: 'string' },
     'eos-token': { type: 'string' },
+    format: { type: 'string' },
+    'seq-len': { type: 'string' },
+    'messages-field': { type: 'string' },
     quiet: { type: 'boolean' },
   });
   if (values.help) return help();
+  const format = values.format ?? 'text';
+  if (format === 'chat' || format === 'preference')
+    return prepareExamplesCommand(values, positionals, format);
+  if (format !== 'text')
+    throw new DataInputError(`--format must be text, chat or preference, got '${String(format)}'`);
+  for (const flag of ['seq-len', 'messages-field'])
+    if (values[flag] !== undefined) throw new DataInputError(`--${flag} is for --format chat or preference`);
   const tokenizerPath = need(values, 'tokenizer');
   const tokenizer = await loadTokenizer(tokenizerPath, values['eos-token'] as string | undefined);
   const validationFraction = number(
@@ -153,6 +175,50 @@ async function prepareCommand(argv: string[]): Promise<number> {
   console.log(
     `wrote ${values.out}: ${manifest.tokens} tokens in ${manifest.documents} documents (train ${manifest.splits.train.tokens}, validation ${manifest.splits.validation.tokens}), ${manifest.dtype}; ` +
       `${result.unitsTokenized} units tokenized, ${result.unitsReused} reused from an earlier run`,
+  );
+  return 0;
+}
+
+async function prepareExamplesCommand(
+  values: Values,
+  positionals: string[],
+  format: ExampleFormat,
+): Promise<number> {
+  for (const flag of ['text-field', 'threads', 'chunk-mb', 'eos-token'])
+    if (values[flag] !== undefined) throw new DataInputError(`--${flag} is not used with --format ${format}`);
+  if (format === 'preference' && values['messages-field'] !== undefined)
+    throw new DataInputError(
+      '--messages-field is for --format chat (preference records have prompt, chosen, rejected)',
+    );
+  const tokenizerPath = need(values, 'tokenizer');
+  const tokenizer = await loadTokenizer(tokenizerPath);
+  const template = await loadChatTemplate(tokenizerPath);
+  const sequenceLength = number(values, 'seq-len', Number.NaN, positiveInteger, 'a positive integer');
+  const validationFraction = number(
+    values,
+    'validation-fraction',
+    0.01,
+    (n) => n >= 0 && n < 1,
+    'a number in [0, 1)',
+  );
+  const { manifest } = await prepareExamples({
+    format,
+    inputs: atLeastOne(positionals, 'input'),
+    output: need(values, 'out'),
+    tokenizer,
+    tokenizerWhere: tokenizerPath,
+    template,
+    sequenceLength,
+    validationFraction,
+    ...(values['messages-field'] ? { messagesField: values['messages-field'] as string } : {}),
+    ...(values['work-dir'] ? { workDir: values['work-dir'] as string } : {}),
+    progress: values.quiet ? null : process.stderr,
+  });
+  const examples = manifest.examples;
+  const unit = format === 'chat' ? 'conversations' : 'pairs';
+  console.log(
+    `wrote ${values.out}: ${examples?.examples} ${unit} (${manifest.documents} sequences, ${manifest.tokens} tokens, ${examples?.maskedTokens} trained on; validation ${manifest.splits.validation.documents} sequences), ` +
+      `${examples?.droppedTooLong} ${unit} dropped as longer than ${sequenceLength} + 1 tokens, longest kept ${examples?.longestSequence}; template ${examples?.template.hash.slice(0, 12)}`,
   );
   return 0;
 }
@@ -209,6 +275,8 @@ async function quickstartCommand(argv: string[]): Promise<number> {
     documents: { type: 'string' },
     seed: { type: 'string' },
     'task-items': { type: 'string' },
+    conversations: { type: 'string' },
+    pairs: { type: 'string' },
   });
   if (values.help) return help();
   const out = need(values, 'out');
@@ -219,8 +287,14 @@ async function quickstartCommand(argv: string[]): Promise<number> {
   const store = new LocalStore(resolve(out));
   for (const [name, content] of Object.entries(corpora)) await store.put(join('corpora', name), content);
   await store.put('evals/arithmetic.jsonl', formatTask(task));
+  const conversations = number(values, 'conversations', 2000, positiveInteger, 'a positive integer');
+  const pairs = number(values, 'pairs', 1000, positiveInteger, 'a positive integer');
+  const chat = generateChatQuickstart(conversations, pairs, seed);
+  for (const [name, content] of Object.entries(chat)) await store.put(join('chat', name), content);
+  await store.put(TOKENIZER_CONFIG_NAME, trainedTokenizerConfig());
   console.log(
-    `wrote ${out}/corpora/{prose,code,math}.jsonl (${documents} documents each) and ${out}/evals/arithmetic.jsonl (${task.length} items)`,
+    `wrote ${out}/corpora/{prose,code,math}.jsonl (${documents} documents each), ${out}/evals/arithmetic.jsonl (${task.length} items), ` +
+      `${out}/chat/chat.jsonl (${conversations} conversations), ${out}/chat/preference.jsonl (${pairs} pairs) and ${out}/${TOKENIZER_CONFIG_NAME} (ChatML, for the tokenizer train-tokenizer writes there)`,
   );
   return 0;
 }

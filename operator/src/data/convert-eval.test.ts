@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { convertParquet, convertRow } from './convert-eval.js';
 import { DataInputError } from '../api/failures.js';
+import { convertParquet, convertRow } from './convert-eval.js';
 import { TESTDATA } from './testdata/support.js';
 
 test('ARC: question/answer prompt, one continuation per choice text, gold from answerKey (letters or digits)', async () => {

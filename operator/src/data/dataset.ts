@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LocalStore } from '../storage/local-store.js';
 import { DataInputError } from '../api/failures.js';
+import { LocalStore } from '../storage/local-store.js';
 import { type Location, parseLocation, s3Store } from './locations.js';
 import {
   allFiles,
@@ -31,7 +31,20 @@ export interface TokenDataset {
   read(split: Split, offset: number, count: number): Uint32Array;
   /** Every document of the split, without its trailing EOS, in order. */
   documents(split: Split): Generator<Uint32Array>;
+  /** Documents in the split (chat: conversations; preference: 2 × pairs). */
+  exampleCount(split: Split): number;
+  /**
+   * Document `index` whole, with its loss mask (chat and preference datasets; a text dataset's
+   * documents have no mask and get all ones, EOS included).
+   */
+  example(split: Split, index: number): Example;
   close(): void;
+}
+
+export interface Example {
+  tokens: Uint32Array;
+  /** One 0/1 weight per token: 1 where the token is a training target. */
+  mask: Uint8Array;
 }
 
 export interface OpenOptions {
@@ -47,7 +60,12 @@ export interface OpenOptions {
 class ShardedSplit {
   private readonly starts: number[] = [];
   private readonly handles: (number | null)[];
+  private readonly maskHandles: (number | null)[];
+  /** Per shard, its document offsets (loaded on first use) and the first example index. */
+  private readonly offsets: (Uint32Array | null)[];
+  private readonly exampleStarts: number[] = [];
   readonly tokens: number;
+  readonly examples: number;
 
   constructor(
     private readonly root: string,
@@ -61,6 +79,54 @@ class ShardedSplit {
     }
     this.tokens = total;
     this.handles = shards.map(() => null);
+    this.maskHandles = shards.map(() => null);
+    this.offsets = shards.map(() => null);
+    let examples = 0;
+    for (const shard of shards) {
+      this.exampleStarts.push(examples);
+      examples += shard.documentCount;
+    }
+    this.examples = examples;
+  }
+
+  private documentOffsets(index: number): Uint32Array {
+    let offsets = this.offsets[index] ?? null;
+    if (offsets === null) {
+      const raw = readFileSync(join(this.root, (this.shards[index] as ShardRecord).documents.path));
+      offsets = new Uint32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+      this.offsets[index] = offsets;
+    }
+    return offsets;
+  }
+
+  /** Example `index` of the split: its tokens and mask (all ones for a shard without a mask). */
+  example(index: number): Example {
+    if (!Number.isInteger(index) || index < 0 || index >= this.examples)
+      throw new RangeError(`example ${index} is outside the split (${this.examples} examples)`);
+    let low = 0;
+    let high = this.exampleStarts.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if ((this.exampleStarts[mid] as number) <= index) low = mid;
+      else high = mid - 1;
+    }
+    const shard = this.shards[low] as ShardRecord;
+    const offsets = this.documentOffsets(low);
+    const within = index - (this.exampleStarts[low] as number);
+    const start = offsets[within] as number;
+    const end = offsets[within + 1] as number;
+    const tokens = this.read((this.starts[low] as number) + start, end - start);
+    const mask = new Uint8Array(end - start);
+    if (shard.mask === undefined) mask.fill(1);
+    else {
+      let fd = this.maskHandles[low] ?? null;
+      if (fd === null) {
+        fd = openSync(join(this.root, shard.mask.path), 'r');
+        this.maskHandles[low] = fd;
+      }
+      readSync(fd, mask, 0, mask.length, start);
+    }
+    return { tokens, mask };
   }
 
   private handle(index: number): number {
@@ -122,8 +188,9 @@ class ShardedSplit {
   }
 
   close(): void {
-    for (const fd of this.handles) if (fd !== null) closeSync(fd);
+    for (const fd of [...this.handles, ...this.maskHandles]) if (fd !== null) closeSync(fd);
     this.handles.fill(null);
+    this.maskHandles.fill(null);
   }
 }
 
@@ -214,6 +281,8 @@ export async function openDataset(uriOrDir: string, options: OpenOptions = {}): 
     tokenCount: (split) => splits[split].tokens,
     read: (split, offset, count) => splits[split].read(offset, count),
     documents: (split) => splits[split].documents(),
+    exampleCount: (split) => splits[split].examples,
+    example: (split, index) => splits[split].example(index),
     close() {
       splits.train.close();
       splits.validation.close();

@@ -213,12 +213,48 @@ async function lineNumberAt(path: string, offset: number): Promise<number> {
   }
 }
 
-async function* readJsonLines(
+/** One JSON Lines or parquet record, with a function that names it (file and line or row) for errors. */
+export interface InputRecord {
+  value: unknown;
+  where: () => Promise<string>;
+}
+
+/**
+ * The records of one JSON Lines or parquet work unit, for inputs that are not plain text
+ * (chat conversations, preference pairs). Parquet reads only `columns`.
+ */
+export async function* readRecords(
   unit: WorkUnit,
-  textField: string,
-  onBytes: (n: number) => void,
-  onEmpty: () => void,
-): AsyncGenerator<string> {
+  columns: string[],
+  onBytes: (bytes: number) => void,
+): AsyncGenerator<InputRecord> {
+  if (unit.format === 'jsonl' || unit.format === 'jsonl.gz') {
+    yield* jsonRecords(unit, onBytes);
+    return;
+  }
+  if (unit.format !== 'parquet') {
+    throw new DataInputError(
+      `input ${unit.path} is plain text; conversations and preference pairs are read from .jsonl, .jsonl.gz or .parquet files`,
+    );
+  }
+  const file = await asyncBufferFromFile(unit.path);
+  const present = parquetSchema(await parquetMetadataAsync(file)).children.map((c) => c.element.name);
+  const rows = await parquetReadObjects({
+    file,
+    columns: columns.filter((c) => present.includes(c)),
+    rowStart: unit.start,
+    rowEnd: unit.end,
+    compressors,
+  });
+  for (let i = 0; i < rows.length; i++) {
+    const where = `${unit.path} row ${unit.start + i}`;
+    yield { value: rows[i], where: async () => where };
+  }
+  onBytes(unit.bytes);
+}
+
+/** The parsed lines of a JSON Lines unit (blank lines skipped). */
+async function* jsonRecords(unit: WorkUnit, onBytes: (n: number) => void): AsyncGenerator<InputRecord> {
   const gzipped = unit.format === 'jsonl.gz';
   // A line belongs to the unit in which its first byte lies. Reading from one byte early lets
   // us drop the tail of the previous unit's last line by skipping through the first newline.
@@ -247,9 +283,10 @@ async function* readJsonLines(
       }
       if (!gzipped && offset >= unit.end) break;
       reportRaw();
+      const number = lineNumber;
       const where = async () =>
         gzipped
-          ? `${unit.path} line ${lineNumber}`
+          ? `${unit.path} line ${number}`
           : `${unit.path} line ${await lineNumberAt(unit.path, offset)}`;
       let text: string;
       try {
@@ -269,19 +306,7 @@ async function* readJsonLines(
           `${await where()} is ${jsonProblem(error)}; each line of a .jsonl file must be one JSON object — name plain-text files .txt`,
         );
       }
-      const value =
-        record !== null && typeof record === 'object'
-          ? (record as Record<string, unknown>)[textField]
-          : undefined;
-      if (typeof value !== 'string') {
-        const fields =
-          record !== null && typeof record === 'object' ? Object.keys(record).join(', ') : typeof record;
-        throw new DataInputError(
-          `${await where()} has no text field '${textField}' (it has: ${fields || 'nothing'}); pass --text-field with the field holding the text`,
-        );
-      }
-      if (value === '') onEmpty();
-      else yield value;
+      yield { value: record, where };
     }
   } catch (error) {
     if (error instanceof DataInputError) throw error;
@@ -296,4 +321,27 @@ async function* readJsonLines(
     raw.destroy();
   }
   onBytes(unit.bytes - reported);
+}
+
+async function* readJsonLines(
+  unit: WorkUnit,
+  textField: string,
+  onBytes: (n: number) => void,
+  onEmpty: () => void,
+): AsyncGenerator<string> {
+  for await (const { value: record, where } of jsonRecords(unit, onBytes)) {
+    const value =
+      record !== null && typeof record === 'object'
+        ? (record as Record<string, unknown>)[textField]
+        : undefined;
+    if (typeof value !== 'string') {
+      const fields =
+        record !== null && typeof record === 'object' ? Object.keys(record).join(', ') : typeof record;
+      throw new DataInputError(
+        `${await where()} has no text field '${textField}' (it has: ${fields || 'nothing'}); pass --text-field with the field holding the text`,
+      );
+    }
+    if (value === '') onEmpty();
+    else yield value;
+  }
 }

@@ -2,9 +2,10 @@
  * Where data lives: a local path or `s3://bucket/prefix`. S3 endpoint and credentials come
  * from the environment (never from arguments, so they stay out of shell history and logs).
  */
+
+import { DataInputError } from '../api/failures.js';
 import { createStore } from '../storage/factory.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { DataInputError } from '../api/failures.js';
 
 export const S3_ENDPOINT_ENV = 'SMOLSTAGE_S3_ENDPOINT';
 export const S3_REGION_ENV = 'SMOLSTAGE_S3_REGION';

@@ -29,8 +29,43 @@ export interface FileRecord {
 export interface ShardRecord {
   tokens: FileRecord;
   documents: FileRecord;
+  /** Chat and preference datasets: one uint8 loss weight (0/1) per token, aligned with `tokens`. */
+  mask?: FileRecord;
   tokenCount: number;
   documentCount: number;
+}
+
+/** What a dataset's documents are: text to stream (pretraining), conversations, or preference pairs. */
+export type DatasetKind = 'text' | 'chat' | 'preference';
+
+/**
+ * Chat and preference datasets: each document is one training example (a rendered
+ * conversation, or for preference data the chosen and then the rejected sequence of a pair,
+ * documents 2k and 2k+1), never cut, with a loss mask.
+ */
+export interface ExamplesRecord {
+  /** Examples hold at most sequenceLength + 1 tokens; longer ones were dropped. */
+  sequenceLength: number;
+  /** Conversations (chat) or pairs (preference) kept, both splits. */
+  examples: number;
+  /** Dropped because they do not fit sequenceLength + 1 tokens. */
+  droppedTooLong: number;
+  /** Tokens of the longest kept sequence. */
+  longestSequence: number;
+  /** Tokens with mask 1, both splits. */
+  maskedTokens: number;
+  template: {
+    /** sha256 of the Jinja text. */
+    hash: string;
+    source: string;
+    eosToken: string;
+    eosId: number;
+    /** What padding fills a short example with (weight 0). */
+    padToken: string;
+    padId: number;
+  };
+  /** The input fields read: messages (chat); prompt, chosen, rejected (preference). */
+  fields: string[];
 }
 
 export interface SplitRecord {
@@ -49,6 +84,10 @@ export interface SourceRecord {
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
+  /** Absent in pretraining datasets (and in those written before kinds existed): 'text'. */
+  kind?: DatasetKind;
+  /** Chat and preference datasets only. */
+  examples?: ExamplesRecord;
   tokenizer: { hash: string; vocabSize: number; eosId: number; eosToken: string };
   dtype: TokenDtype;
   byteOrder: 'little';
@@ -88,6 +127,17 @@ export function parseManifest(text: string, where: string): Manifest {
       `${where} is not a smolstage dataset manifest (format ${JSON.stringify(manifest?.format)}, expected ${MANIFEST_FORMAT}); point at a directory written by \`smolstage data prepare\``,
     );
   }
+  const kind = manifest.kind ?? 'text';
+  if (kind !== 'text' && kind !== 'chat' && kind !== 'preference') {
+    throw new DataInputError(
+      `${where} has unknown kind ${JSON.stringify(kind)} (expected text, chat or preference); re-run \`smolstage data prepare\``,
+    );
+  }
+  if (kind !== 'text' && typeof manifest.examples?.sequenceLength !== 'number') {
+    throw new DataInputError(
+      `${where}: a ${kind} dataset lacks its examples record; re-run \`smolstage data prepare\``,
+    );
+  }
   if (manifest.dtype !== 'uint16' && manifest.dtype !== 'uint32') {
     throw new DataInputError(
       `${where} has unknown dtype ${JSON.stringify(manifest.dtype)}; re-run \`smolstage data prepare\``,
@@ -107,7 +157,7 @@ export function parseManifest(text: string, where: string): Manifest {
     }
     for (const shard of split.shards) {
       // Paths become local file names when a dataset is copied: nothing may point outside it.
-      for (const file of [shard.tokens, shard.documents]) {
+      for (const file of shardFiles(shard)) {
         if (typeof file?.path !== 'string' || !SHARD_PATH.test(file.path)) {
           throw new DataInputError(
             `${where} lists an invalid shard path ${JSON.stringify(file?.path)}; re-run \`smolstage data prepare\``,
@@ -117,6 +167,11 @@ export function parseManifest(text: string, where: string): Manifest {
       if (shard.tokens.bytes !== shard.tokenCount * bytesPerToken(manifest.dtype)) {
         throw new DataInputError(
           `${where}: ${shard.tokens.path} size disagrees with its token count; re-run \`smolstage data prepare\``,
+        );
+      }
+      if ((manifest.kind ?? 'text') !== 'text' && shard.mask?.bytes !== shard.tokenCount) {
+        throw new DataInputError(
+          `${where}: a ${manifest.kind} dataset's shard ${shard.tokens.path} lacks its loss mask (or the mask's size disagrees); re-run \`smolstage data prepare\``,
         );
       }
     }
@@ -139,9 +194,16 @@ export function checkTokenizer(
   }
 }
 
+export function datasetKind(manifest: Manifest): DatasetKind {
+  return manifest.kind ?? 'text';
+}
+
+export function shardFiles(shard: ShardRecord): FileRecord[] {
+  return shard.mask === undefined
+    ? [shard.tokens, shard.documents]
+    : [shard.tokens, shard.documents, shard.mask];
+}
+
 export function allFiles(manifest: Manifest): FileRecord[] {
-  return [...manifest.splits.train.shards, ...manifest.splits.validation.shards].flatMap((s) => [
-    s.tokens,
-    s.documents,
-  ]);
+  return [...manifest.splits.train.shards, ...manifest.splits.validation.shards].flatMap(shardFiles);
 }

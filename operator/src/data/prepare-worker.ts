@@ -3,8 +3,8 @@
  * main thread sends, reporting progress and each finished unit's record.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { LocalStore } from '../storage/local-store.js';
 import { DataInputError } from '../api/failures.js';
+import { LocalStore } from '../storage/local-store.js';
 import type { WorkUnit } from './inputs.js';
 import { tokenizeUnit, type UnitIdentity } from './tokenize-unit.js';
 import { tokenizerFromJson } from './tokenizer.js';

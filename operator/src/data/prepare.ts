@@ -10,9 +10,9 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { DataInputError } from '../api/failures.js';
 import { LocalStore } from '../storage/local-store.js';
 import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.js';
-import { DataInputError } from '../api/failures.js';
 import { planUnits } from './inputs.js';
 import { type Location, parseLocation, s3Store } from './locations.js';
 import {

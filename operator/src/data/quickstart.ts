@@ -286,3 +286,60 @@ export function generateQuickstart(documents: number, seed: number, taskItems = 
     task: arithmeticTask(taskItems, seed),
   };
 }
+
+/** How the quickstart's chat data asks for a problem; the answer is always `a op b = answer`. */
+const QUESTION_FORMS = [
+  (p: Problem) => `What is ${p.a} ${p.op} ${p.b}?`,
+  (p: Problem) => `Compute ${p.a} ${p.op} ${p.b}.`,
+  (p: Problem) => `How much is ${p.a} ${p.op} ${p.b}?`,
+] as const;
+
+export function problemAnswer(problem: Problem, answer = problem.answer): string {
+  return `${problem.a} ${problem.op} ${problem.b} = ${answer}`;
+}
+
+export interface QuickstartChat {
+  /** SmolTalk's layout: {"messages": [{role, content}, ...]} per line. */
+  'chat.jsonl': string;
+  /**
+   * UltraFeedback binarized's layout: {"prompt": text, "chosen": [user, assistant],
+   * "rejected": [user, assistant]} per line; chosen answers right, rejected with a distractor.
+   */
+  'preference.jsonl': string;
+}
+
+/**
+ * Chat and preference data for the quickstart's SFT and DPO stages: arithmetic questions in
+ * ChatML conversations (one or two question turns, sometimes a system prompt), answered
+ * `a op b = answer`; preference pairs put the right answer against a plausible wrong one
+ * (another operation's result or a near miss). Problems held out of the math corpus stay out.
+ */
+export function generateChatQuickstart(conversations: number, pairs: number, seed: number): QuickstartChat {
+  const random = seededRandom(seed ^ 0xc4a7);
+  const chat: string[] = [];
+  for (let i = 0; i < conversations; i++) {
+    const messages: { role: string; content: string }[] = [];
+    if (random() < 0.1) messages.push({ role: 'system', content: 'You are a careful calculator.' });
+    for (let turn = random() < 0.3 ? 2 : 1; turn > 0; turn--) {
+      const problem = trainingProblem(random);
+      messages.push({ role: 'user', content: pick(random, QUESTION_FORMS)(problem) });
+      messages.push({ role: 'assistant', content: problemAnswer(problem) });
+    }
+    chat.push(`${JSON.stringify({ messages })}\n`);
+  }
+  const preference: string[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const problem = trainingProblem(random);
+    const question = pick(random, QUESTION_FORMS)(problem);
+    const wrong = pick(random, distractors(problem));
+    const user = { role: 'user', content: question };
+    preference.push(
+      `${JSON.stringify({
+        prompt: question,
+        chosen: [user, { role: 'assistant', content: problemAnswer(problem) }],
+        rejected: [user, { role: 'assistant', content: problemAnswer(problem, wrong) }],
+      })}\n`,
+    );
+  }
+  return { 'chat.jsonl': chat.join(''), 'preference.jsonl': preference.join('') };
+}

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openDataset } from './dataset.js';
 import { DataInputError } from '../api/failures.js';
+import { openDataset } from './dataset.js';
 import { prepare } from './prepare.js';
 import {
   heldOutSequences,

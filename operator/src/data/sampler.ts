@@ -12,8 +12,9 @@
  * - All ranks walk the same global order and keep identical state; rank r takes its slice of
  *   each global batch. The state is a handful of counters: save it as JSON, resume from it.
  */
-import type { TokenDataset } from './dataset.js';
-import { DataInputError } from '../api/failures.js';
+import { BadConfigurationError, DataInputError } from '../api/failures.js';
+import type { Example, TokenDataset } from './dataset.js';
+import { type DatasetKind, datasetKind } from './manifest.js';
 import { Permutation } from './permutation.js';
 
 export const SAMPLER_STATE_VERSION = 1;
@@ -55,13 +56,6 @@ export interface Batch {
   sources: string[];
 }
 
-interface Source {
-  name: string;
-  weight: number;
-  dataset: TokenDataset;
-  windows: number;
-}
-
 export const DEFAULT_MAX_EPOCHS = 4;
 
 export function windowCount(tokens: number, seqLen: number): number {
@@ -87,76 +81,32 @@ export function projectedEpochs(
   return result;
 }
 
-export class MixtureSampler {
-  private readonly sources: Source[];
-  private readonly seqLen: number;
-  private readonly seed: number;
-  private readonly rank: number;
-  private readonly worldSize: number;
-  private readonly maxEpochs: number;
-  private readonly onWarning: (message: string) => void;
-  private readonly current: SamplerState;
+interface DrawSource<D> {
+  name: string;
+  weight: number;
+  dataset: D;
+  /** Units one epoch visits: windows (text) or examples / pairs. */
+  units: number;
+}
+
+/**
+ * The draw order every sampler shares: which dataset feeds the g-th sequence of a stage
+ * (smooth weighted round robin) and which of its units (a Feistel permutation per epoch,
+ * keyed by seed, dataset and epoch), with the resumable counters.
+ */
+class DrawOrder<D> {
+  readonly current: SamplerState;
   private readonly permutations = new Map<string, Permutation>();
   private readonly warned = new Set<string>();
 
-  constructor(options: MixtureSamplerOptions) {
-    this.seqLen = options.seqLen;
-    this.seed = options.seed;
-    this.rank = options.rank ?? 0;
-    this.worldSize = options.worldSize ?? 1;
-    this.maxEpochs = options.maxEpochs ?? DEFAULT_MAX_EPOCHS;
-    this.onWarning = options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`));
-    if (!Number.isInteger(this.seqLen) || this.seqLen < 1)
-      throw new DataInputError(`seqLen must be a positive integer, got ${this.seqLen}`);
-    if (
-      !Number.isInteger(this.worldSize) ||
-      this.worldSize < 1 ||
-      !Number.isInteger(this.rank) ||
-      this.rank < 0 ||
-      this.rank >= this.worldSize
-    ) {
-      throw new DataInputError(`rank ${this.rank} is not in [0, worldSize ${this.worldSize})`);
-    }
-    for (const [name, weight] of Object.entries(options.weights)) {
-      if (!(weight >= 0) || !Number.isFinite(weight))
-        throw new DataInputError(`mixture weight of '${name}' must be a finite number ≥ 0, got ${weight}`);
-      if (weight > 0 && options.datasets[name] === undefined) {
-        throw new DataInputError(
-          `mixture names dataset '${name}', which is not among the datasets (${Object.keys(options.datasets).join(', ')}); declare it or drop it from the mixture`,
-        );
-      }
-    }
-    const total = Object.values(options.weights).reduce((sum, w) => sum + w, 0);
-    if (!(total > 0))
-      throw new DataInputError('mixture weights are all zero; give at least one dataset a positive weight');
-    // Sorted by name so the order (and tie-breaking) does not depend on object key order.
-    this.sources = Object.keys(options.datasets)
-      .sort()
-      .map((name) => {
-        const dataset = options.datasets[name] as TokenDataset;
-        return {
-          name,
-          dataset,
-          weight: (options.weights[name] ?? 0) / total,
-          windows: windowCount(dataset.tokenCount('train'), this.seqLen),
-        };
-      })
-      .filter((s) => s.weight > 0);
-    for (const source of this.sources) {
-      if (source.windows === 0) {
-        throw new DataInputError(
-          `dataset '${source.name}' (${source.dataset.root}) has ${source.dataset.tokenCount('train')} training tokens, fewer than one sequence of ${this.seqLen + 1}; add data or shorten the sequence length`,
-        );
-      }
-      if (source.windows > 2 ** 32) {
-        throw new DataInputError(
-          `dataset '${source.name}' has more than 2^32 sequences of ${this.seqLen + 1} tokens; split it into several datasets`,
-        );
-      }
-    }
-
-    const stage = options.stage ?? 'default';
-    const previous = options.state;
+  constructor(
+    private readonly sources: DrawSource<D>[],
+    private readonly seed: number,
+    stage: string,
+    previous: SamplerState | undefined,
+    private readonly maxEpochs: number,
+    private readonly onWarning: (message: string) => void,
+  ) {
     if (previous !== undefined) {
       if (previous.version !== SAMPLER_STATE_VERSION)
         throw new DataInputError(
@@ -177,13 +127,12 @@ export class MixtureSampler {
       stageCounts: sameStage ? { ...previous.stageCounts } : {},
       consumed: { ...(previous?.consumed ?? {}) },
     };
-    if (options.plannedSequences !== undefined) this.warnAboutPlan(options.plannedSequences);
   }
 
-  private warnAboutPlan(plannedSequences: number): void {
+  warnAboutPlan(plannedSequences: number): void {
     const remaining = Math.max(0, plannedSequences - this.current.stageSequences);
     const epochs = projectedEpochs(
-      Object.fromEntries(this.sources.map((s) => [s.name, s.windows])),
+      Object.fromEntries(this.sources.map((s) => [s.name, s.units])),
       Object.fromEntries(this.sources.map((s) => [s.name, s.weight])),
       this.current.consumed,
       remaining,
@@ -199,9 +148,9 @@ export class MixtureSampler {
   }
 
   /** Next dataset by smooth weighted round robin over this stage's counts. */
-  private chooseSource(): Source {
+  private chooseSource(): DrawSource<D> {
     const next = this.current.stageSequences + 1;
-    let best = this.sources[0] as Source;
+    let best = this.sources[0] as DrawSource<D>;
     let bestDeficit = Number.NEGATIVE_INFINITY;
     for (const source of this.sources) {
       const deficit = source.weight * next - (this.current.stageCounts[source.name] ?? 0);
@@ -213,32 +162,139 @@ export class MixtureSampler {
     return best;
   }
 
-  private permutation(source: Source, epoch: number): Permutation {
+  private permutation(source: DrawSource<D>, epoch: number): Permutation {
     const key = `${this.seed}\u0000${source.name}\u0000${epoch}`;
     let permutation = this.permutations.get(key);
-    if (permutation === undefined || permutation.size !== source.windows) {
-      permutation = new Permutation(source.windows, key);
+    if (permutation === undefined || permutation.size !== source.units) {
+      permutation = new Permutation(source.units, key);
       this.permutations.set(key, permutation);
     }
     return permutation;
   }
 
-  /** Advances one global sequence; returns its dataset and window (token offset). */
-  private advance(): { source: Source; offset: number } {
+  /** Advances one global sequence; returns its dataset and unit. */
+  advance(): { source: DrawSource<D>; unit: number } {
     const source = this.chooseSource();
     const cursor = this.current.consumed[source.name] ?? 0;
-    const epoch = Math.floor(cursor / source.windows);
+    const epoch = Math.floor(cursor / source.units);
     if (epoch >= this.maxEpochs && !this.warned.has(source.name)) {
       this.warned.add(source.name);
       this.onWarning(
         `dataset '${source.name}' is starting epoch ${epoch + 1}, more than the limit of ${this.maxEpochs}; add data or lower its weight`,
       );
     }
-    const window = this.permutation(source, epoch).at(cursor % source.windows);
+    const unit = this.permutation(source, epoch).at(cursor % source.units);
     this.current.consumed[source.name] = cursor + 1;
     this.current.stageCounts[source.name] = (this.current.stageCounts[source.name] ?? 0) + 1;
     this.current.stageSequences++;
-    return { source, offset: window * this.seqLen };
+    return { source, unit };
+  }
+}
+
+interface CommonOptions {
+  seqLen: number;
+  seed: number;
+  rank?: number;
+  worldSize?: number;
+}
+
+function checkCommon(options: CommonOptions): { rank: number; worldSize: number } {
+  const rank = options.rank ?? 0;
+  const worldSize = options.worldSize ?? 1;
+  if (!Number.isInteger(options.seqLen) || options.seqLen < 1)
+    throw new DataInputError(`seqLen must be a positive integer, got ${options.seqLen}`);
+  if (
+    !Number.isInteger(worldSize) ||
+    worldSize < 1 ||
+    !Number.isInteger(rank) ||
+    rank < 0 ||
+    rank >= worldSize
+  ) {
+    throw new DataInputError(`rank ${rank} is not in [0, worldSize ${worldSize})`);
+  }
+  return { rank, worldSize };
+}
+
+/** Normalized positive weights, sorted by dataset name, each dataset checked by `check`. */
+function weightedSources(
+  datasets: Record<string, TokenDataset>,
+  weights: Record<string, number>,
+  units: (name: string, dataset: TokenDataset) => number,
+): DrawSource<TokenDataset>[] {
+  for (const [name, weight] of Object.entries(weights)) {
+    if (!(weight >= 0) || !Number.isFinite(weight))
+      throw new DataInputError(`mixture weight of '${name}' must be a finite number ≥ 0, got ${weight}`);
+    if (weight > 0 && datasets[name] === undefined) {
+      throw new DataInputError(
+        `mixture names dataset '${name}', which is not among the datasets (${Object.keys(datasets).join(', ')}); declare it or drop it from the mixture`,
+      );
+    }
+  }
+  const total = Object.values(weights).reduce((sum, w) => sum + w, 0);
+  if (!(total > 0))
+    throw new DataInputError('mixture weights are all zero; give at least one dataset a positive weight');
+  // Sorted by name so the order (and tie-breaking) does not depend on object key order.
+  return Object.keys(datasets)
+    .sort()
+    .filter((name) => (weights[name] ?? 0) / total > 0)
+    .map((name) => {
+      const dataset = datasets[name] as TokenDataset;
+      return { name, dataset, weight: (weights[name] ?? 0) / total, units: units(name, dataset) };
+    });
+}
+
+/** What a kind of dataset is for, in refusals. */
+const KIND_USE: Record<DatasetKind, string> = {
+  text: 'a pretraining stage (objective pretrain)',
+  chat: 'an sft stage',
+  preference: 'a dpo stage',
+};
+
+function requireKind(name: string, dataset: TokenDataset, wanted: DatasetKind, user: string): void {
+  const kind = datasetKind(dataset.manifest);
+  if (kind !== wanted) {
+    throw new BadConfigurationError(
+      `dataset '${name}' (${dataset.root}) is a ${kind} dataset${kind === 'text' ? '' : ` (prepared with --format ${kind})`}, but ${user} trains on ${wanted} datasets; use it in ${KIND_USE[kind]}${wanted === 'text' ? '' : `, or prepare the data with \`smolstage data prepare --format ${wanted}\``}`,
+    );
+  }
+}
+
+export class MixtureSampler {
+  private readonly sources: DrawSource<TokenDataset>[];
+  private readonly order: DrawOrder<TokenDataset>;
+  private readonly seqLen: number;
+  private readonly rank: number;
+  private readonly worldSize: number;
+
+  constructor(options: MixtureSamplerOptions) {
+    this.seqLen = options.seqLen;
+    ({ rank: this.rank, worldSize: this.worldSize } = checkCommon(options));
+    for (const [name, dataset] of Object.entries(options.datasets))
+      if ((options.weights[name] ?? 0) > 0) requireKind(name, dataset, 'text', 'a pretraining mixture');
+    this.sources = weightedSources(options.datasets, options.weights, (_, dataset) =>
+      windowCount(dataset.tokenCount('train'), this.seqLen),
+    );
+    for (const source of this.sources) {
+      if (source.units === 0) {
+        throw new DataInputError(
+          `dataset '${source.name}' (${source.dataset.root}) has ${source.dataset.tokenCount('train')} training tokens, fewer than one sequence of ${this.seqLen + 1}; add data or shorten the sequence length`,
+        );
+      }
+      if (source.units > 2 ** 32) {
+        throw new DataInputError(
+          `dataset '${source.name}' has more than 2^32 sequences of ${this.seqLen + 1} tokens; split it into several datasets`,
+        );
+      }
+    }
+    this.order = new DrawOrder(
+      this.sources,
+      options.seed,
+      options.stage ?? 'default',
+      options.state,
+      options.maxEpochs ?? DEFAULT_MAX_EPOCHS,
+      options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`)),
+    );
+    if (options.plannedSequences !== undefined) this.order.warnAboutPlan(options.plannedSequences);
   }
 
   /** This rank's `n` sequences of the next global batch (n × worldSize sequences). */
@@ -248,9 +304,9 @@ export class MixtureSampler {
     const sources: string[] = [];
     const mine = this.rank * n;
     for (let i = 0; i < n * this.worldSize; i++) {
-      const { source, offset } = this.advance();
+      const { source, unit } = this.order.advance();
       if (i >= mine && i < mine + n) {
-        tokens.set(source.dataset.read('train', offset, row), (i - mine) * row);
+        tokens.set(source.dataset.read('train', unit * this.seqLen, row), (i - mine) * row);
         sources.push(source.name);
       }
     }
@@ -259,13 +315,230 @@ export class MixtureSampler {
 
   /** Moves past what `nextBatch(n)` would return, `times` times, without reading (to skip a bad data window). */
   skip(n: number, times = 1): void {
-    for (let i = 0; i < n * this.worldSize * times; i++) this.advance();
+    for (let i = 0; i < n * this.worldSize * times; i++) this.order.advance();
   }
 
   /** A JSON-serializable copy of the counters; pass it back as `state` to resume. */
   state(): SamplerState {
-    return structuredClone(this.current);
+    return structuredClone(this.order.current);
   }
+}
+
+/**
+ * Whole examples, right-padded: row r holds one example's tokens then `padId` up to seqLen + 1;
+ * the weights say which next-token predictions count.
+ */
+export interface ExampleBatch {
+  /** n × (seqLen + 1) token ids, row-major, as for pretraining. */
+  tokens: Uint32Array;
+  /**
+   * n × seqLen loss weights, row-major: weights[r·seqLen + t] weighs the prediction of
+   * tokens[r·(seqLen+1) + t + 1] from the tokens before it — 1 on assistant tokens (and their end
+   * token), 0 on prompt, user and system tokens and on padding.
+   */
+  weights: Float32Array;
+  /** Real (unpadded) tokens in each row. */
+  lengths: Uint32Array;
+  /** The dataset each row came from. */
+  sources: string[];
+}
+
+/** Preference pairs: row r of `chosen` and row r of `rejected` are the two completions of one prompt. */
+export interface PairBatch {
+  chosen: ExampleBatch;
+  rejected: ExampleBatch;
+  sources: string[];
+}
+
+export interface ExampleSamplerOptions extends CommonOptions {
+  /** Chat datasets (ExampleSampler) or preference datasets (PairSampler). */
+  datasets: Record<string, TokenDataset>;
+  weights: Record<string, number>;
+  stage?: string;
+  state?: SamplerState;
+  maxEpochs?: number;
+  /** Examples (pairs) this stage will draw in total, all ranks. */
+  plannedSequences?: number;
+  onWarning?: (message: string) => void;
+}
+
+function emptyExampleBatch(n: number, seqLen: number): ExampleBatch {
+  return {
+    tokens: new Uint32Array(n * (seqLen + 1)),
+    weights: new Float32Array(n * seqLen),
+    lengths: new Uint32Array(n),
+    sources: [],
+  };
+}
+
+/** Writes one example into row `row` of `batch`, padded with `padId`. */
+function putExample(batch: ExampleBatch, row: number, seqLen: number, example: Example, padId: number): void {
+  const width = seqLen + 1;
+  const length = example.tokens.length;
+  batch.tokens.fill(padId, row * width, (row + 1) * width);
+  batch.tokens.set(example.tokens, row * width);
+  for (let t = 0; t + 1 < length; t++) batch.weights[row * seqLen + t] = example.mask[t + 1] as number;
+  batch.lengths[row] = length;
+}
+
+function padIdOf(dataset: TokenDataset): number {
+  return dataset.manifest.examples?.template.padId ?? dataset.manifest.tokenizer.eosId;
+}
+
+function checkFits(name: string, dataset: TokenDataset, seqLen: number): void {
+  const examples = dataset.manifest.examples;
+  if (examples !== undefined && examples.longestSequence > seqLen + 1) {
+    throw new BadConfigurationError(
+      `dataset '${name}' (${dataset.root}) holds sequences of up to ${examples.longestSequence} tokens (prepared with --seq-len ${examples.sequenceLength}), more than this stage's sequence length ${seqLen} + 1; raise the stage's sequence length or prepare the data with --seq-len ${seqLen}`,
+    );
+  }
+}
+
+/** Shared by the chat and preference samplers: `perUnit` examples per drawn unit. */
+class WholeExampleSampler {
+  protected readonly order: DrawOrder<TokenDataset>;
+  protected readonly seqLen: number;
+  protected readonly rank: number;
+  protected readonly worldSize: number;
+
+  constructor(options: ExampleSamplerOptions, kind: 'chat' | 'preference') {
+    this.seqLen = options.seqLen;
+    ({ rank: this.rank, worldSize: this.worldSize } = checkCommon(options));
+    const user = kind === 'chat' ? 'an sft stage' : 'a dpo stage';
+    const perUnit = kind === 'chat' ? 1 : 2;
+    for (const [name, dataset] of Object.entries(options.datasets))
+      if ((options.weights[name] ?? 0) > 0) requireKind(name, dataset, kind, user);
+    const sources = weightedSources(options.datasets, options.weights, (_, dataset) =>
+      Math.floor(dataset.exampleCount('train') / perUnit),
+    );
+    for (const source of sources) {
+      checkFits(source.name, source.dataset, this.seqLen);
+      if (source.units === 0)
+        throw new DataInputError(
+          `dataset '${source.name}' (${source.dataset.root}) has no training ${kind === 'chat' ? 'conversations' : 'pairs'}; add data or lower --validation-fraction`,
+        );
+      if (source.units > 2 ** 32)
+        throw new DataInputError(
+          `dataset '${source.name}' has more than 2^32 examples; split it into several datasets`,
+        );
+    }
+    this.order = new DrawOrder(
+      sources,
+      options.seed,
+      options.stage ?? 'default',
+      options.state,
+      options.maxEpochs ?? DEFAULT_MAX_EPOCHS,
+      options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`)),
+    );
+    if (options.plannedSequences !== undefined) this.order.warnAboutPlan(options.plannedSequences);
+  }
+
+  /** This rank's draws of the next global batch of n × worldSize units. */
+  protected draw(n: number): { source: DrawSource<TokenDataset>; unit: number }[] {
+    const mine: { source: DrawSource<TokenDataset>; unit: number }[] = [];
+    const first = this.rank * n;
+    for (let i = 0; i < n * this.worldSize; i++) {
+      const drawn = this.order.advance();
+      if (i >= first && i < first + n) mine.push(drawn);
+    }
+    return mine;
+  }
+
+  /** Moves past what `nextBatch(n)` would return, `times` times, without reading. */
+  skip(n: number, times = 1): void {
+    for (let i = 0; i < n * this.worldSize * times; i++) this.order.advance();
+  }
+
+  /** A JSON-serializable copy of the counters (the same shape as MixtureSampler's). */
+  state(): SamplerState {
+    return structuredClone(this.order.current);
+  }
+}
+
+/** SFT: whole conversations with their assistant-token weights, drawn like pretraining windows. */
+export class ExampleSampler extends WholeExampleSampler {
+  constructor(options: ExampleSamplerOptions) {
+    super(options, 'chat');
+  }
+
+  nextBatch(n: number): ExampleBatch {
+    const batch = emptyExampleBatch(n, this.seqLen);
+    for (const [row, { source, unit }] of this.draw(n).entries()) {
+      putExample(batch, row, this.seqLen, source.dataset.example('train', unit), padIdOf(source.dataset));
+      batch.sources.push(source.name);
+    }
+    return batch;
+  }
+}
+
+/** DPO: preference pairs, chosen and rejected in the same row of their batches. */
+export class PairSampler extends WholeExampleSampler {
+  constructor(options: ExampleSamplerOptions) {
+    super(options, 'preference');
+  }
+
+  nextBatch(n: number): PairBatch {
+    const chosen = emptyExampleBatch(n, this.seqLen);
+    const rejected = emptyExampleBatch(n, this.seqLen);
+    const sources: string[] = [];
+    for (const [row, { source, unit }] of this.draw(n).entries()) {
+      const pad = padIdOf(source.dataset);
+      putExample(chosen, row, this.seqLen, source.dataset.example('train', 2 * unit), pad);
+      putExample(rejected, row, this.seqLen, source.dataset.example('train', 2 * unit + 1), pad);
+      sources.push(source.name);
+    }
+    chosen.sources = [...sources];
+    rejected.sources = [...sources];
+    return { chosen, rejected, sources };
+  }
+}
+
+/** The first `count` validation conversations (fewer if there are fewer), for held-out loss. */
+export function heldOutExamples(
+  dataset: TokenDataset,
+  seqLen: number,
+  count: number,
+  name = dataset.root,
+): ExampleBatch {
+  requireKind(name, dataset, 'chat', 'held-out chat loss');
+  checkFits(name, dataset, seqLen);
+  const available = Math.min(count, dataset.exampleCount('validation'));
+  if (available === 0)
+    throw new DataInputError(
+      `${dataset.root} has no validation conversations; re-run \`smolstage data prepare --format chat\` with a larger --validation-fraction`,
+    );
+  const batch = emptyExampleBatch(available, seqLen);
+  for (let i = 0; i < available; i++) {
+    putExample(batch, i, seqLen, dataset.example('validation', i), padIdOf(dataset));
+    batch.sources.push(name);
+  }
+  return batch;
+}
+
+/** The first `count` validation pairs, for held-out DPO rewards and accuracy. */
+export function heldOutPairs(
+  dataset: TokenDataset,
+  seqLen: number,
+  count: number,
+  name = dataset.root,
+): PairBatch {
+  requireKind(name, dataset, 'preference', 'held-out preference evaluation');
+  checkFits(name, dataset, seqLen);
+  const available = Math.min(count, Math.floor(dataset.exampleCount('validation') / 2));
+  if (available === 0)
+    throw new DataInputError(
+      `${dataset.root} has no validation pairs; re-run \`smolstage data prepare --format preference\` with a larger --validation-fraction`,
+    );
+  const chosen = emptyExampleBatch(available, seqLen);
+  const rejected = emptyExampleBatch(available, seqLen);
+  for (let i = 0; i < available; i++) {
+    putExample(chosen, i, seqLen, dataset.example('validation', 2 * i), padIdOf(dataset));
+    putExample(rejected, i, seqLen, dataset.example('validation', 2 * i + 1), padIdOf(dataset));
+  }
+  const sources = Array.from({ length: available }, () => name);
+  chosen.sources = [...sources];
+  rejected.sources = [...sources];
+  return { chosen, rejected, sources };
 }
 
 /**
@@ -273,6 +546,7 @@ export class MixtureSampler {
  * (fewer if the split is shorter): a fixed held-out set for loss evaluation.
  */
 export function heldOutSequences(dataset: TokenDataset, seqLen: number, count: number): Uint32Array {
+  requireKind(dataset.root, dataset, 'text', 'held-out loss on text');
   const available = Math.min(count, windowCount(dataset.tokenCount('validation'), seqLen));
   if (available === 0) {
     throw new DataInputError(

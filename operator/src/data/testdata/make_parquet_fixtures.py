@@ -76,3 +76,23 @@ mmlu = pa.table({
     "answer": pa.array([1, 2], type=pa.int64()),
 })
 write("mmlu.parquet", mmlu)
+
+# SmolTalk's layout (a list of {content, role} structs) and UltraFeedback binarized's (prompt
+# text, chosen/rejected as such lists including the prompt turn).
+chat = pa.table({
+    "messages": [
+        [{"content": "What is 2 + 3?", "role": "user"}, {"content": "2 + 3 = 5", "role": "assistant"}],
+        [{"content": "Be brief.", "role": "system"}, {"content": "Name a colour.", "role": "user"},
+         {"content": "Blue.", "role": "assistant"}],
+    ],
+    "source": ["a", "b"],
+})
+write("chat.parquet", chat)
+preference = pa.table({
+    "prompt": ["What is 2 + 3?"],
+    "chosen": [[{"content": "What is 2 + 3?", "role": "user"}, {"content": "2 + 3 = 5", "role": "assistant"}]],
+    "rejected": [[{"content": "What is 2 + 3?", "role": "user"}, {"content": "2 + 3 = 6", "role": "assistant"}]],
+    "score_chosen": [9.0],
+    "score_rejected": [2.0],
+})
+write("preference.parquet", preference)

@@ -61,6 +61,10 @@ export function arrayDataset(train: Uint32Array, validation: Uint32Array = new U
       return splits[split].slice(offset, offset + count);
     },
     *documents() {},
+    exampleCount: () => 0,
+    example() {
+      throw new RangeError('an array dataset has no examples');
+    },
     close() {},
   };
 }
