@@ -9,14 +9,17 @@ import { parseArgs } from 'node:util';
 import { ExitCode } from '../api/failures.js';
 import { TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
 import { exportModel } from '../export/export-model.js';
-import { validateTrainerSpec } from '../worker/spec.js';
+import { EXPORT_DTYPE_ENV, EXPORT_DTYPES, type ExportDtype, exportDtype } from '../export/hf-files.js';
+import { loadTrainerSpec } from '../worker/spec.js';
 import { createLogger } from '../worker/telemetry.js';
-import { STORE_RETRY_ENV, specSource } from './worker.js';
+import { STORE_RETRY_ENV } from './worker.js';
 
-const HELP = `usage: smolstage export [--spec FILE] [--work-dir DIR]
+const HELP = `usage: smolstage export [--spec FILE] [--work-dir DIR] [--dtype float32|bfloat16]
 
 Exports the run's final checkpoint as a Hugging Face model (model.safetensors, config.json,
-tokenizer.json) under <run root>/export/, verified against the checkpoint's COMMITTED
+generation_config.json, tokenizer.json, tokenizer_config.json with the chat template and special
+tokens of the tokenizer_config.json beside the run's tokenizer, special_tokens_map.json) under
+<run root>/export/, verified against the checkpoint's COMMITTED
 checksums; EXPORTED (sizes + sha256) is written last. An export of the same checkpoint is kept.
 The spec is the last stage's trainer spec (resumeFrom names the checkpoint; without it, the
 stage's newest committed one). Without --spec it is read from ${TRAINER_SPEC_ENV}. S3
@@ -24,6 +27,7 @@ credentials come from SMOLSTAGE_S3_ACCESS_KEY and SMOLSTAGE_S3_SECRET_KEY.
 
   --spec FILE      trainer spec file
   --work-dir DIR   local scratch (default: $SMOLSTAGE_WORK_DIR or <tmp>/smolstage-export)
+  --dtype D        weights dtype, ${EXPORT_DTYPES.join(' or ')} (default: $${EXPORT_DTYPE_ENV} or float32)
 
 Exit codes: 0 exported (or already exported), 1 transient (retry), 2 bad configuration.`;
 
@@ -35,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
     await new Promise<void>((done) => log.on('finish', done).end());
     return code;
   };
-  let options: { spec?: string; workDir: string; retrySeconds: number };
+  let options: { spec?: string; workDir: string; retrySeconds: number; dtype: ExportDtype };
   let spec: TrainerSpec;
   try {
     const { values } = parseArgs({
@@ -43,6 +47,7 @@ export async function run(argv: string[]): Promise<number> {
       options: {
         spec: { type: 'string' },
         'work-dir': { type: 'string' },
+        dtype: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -61,17 +66,9 @@ export async function run(argv: string[]): Promise<number> {
         values['work-dir'] ?? process.env.SMOLSTAGE_WORK_DIR ?? join(tmpdir(), 'smolstage-export'),
       ),
       retrySeconds: retry,
+      dtype: exportDtype(values.dtype ?? process.env[EXPORT_DTYPE_ENV]),
     };
-    const source = specSource(options.spec, process.env);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(source.text);
-    } catch (error) {
-      throw new Error(`${source.where} is not valid JSON: ${(error as Error).message}`);
-    }
-    const validated = validateTrainerSpec(raw);
-    if (!validated.ok) throw new Error(validated.problem);
-    spec = validated.spec;
+    spec = loadTrainerSpec(options.spec, process.env);
   } catch (error) {
     return finish(ExitCode.BadConfiguration, (error as Error).message);
   }
@@ -81,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     workDir: options.workDir,
     log,
     storeOptions: { retry: { maxElapsedMs: options.retrySeconds * 1000 } },
+    dtype: options.dtype,
   });
   return finish(outcome.code, outcome.reason);
 }

@@ -15,6 +15,7 @@ import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.j
 import { tokenizerFile } from '../worker/data-setup.js';
 import { classifyFailure, type Outcome, type WorkerLog } from '../worker/worker.js';
 import { convertCheckpoint } from './convert.js';
+import { type ExportDtype, tokenizerConfigFile } from './hf-files.js';
 
 export interface ExportOptions {
   /** The trainer spec of the last stage; `resumeFrom`, when set, names the checkpoint to export. */
@@ -23,6 +24,8 @@ export interface ExportOptions {
   workDir: string;
   log: WorkerLog;
   storeOptions?: StoreOptions;
+  /** Weights dtype of the export (default float32). */
+  dtype?: ExportDtype;
 }
 
 export async function exportModel(o: ExportOptions): Promise<Outcome> {
@@ -43,6 +46,11 @@ export async function exportModel(o: ExportOptions): Promise<Outcome> {
     const scratch = join(o.workDir, 'export');
     await rm(scratch, { recursive: true, force: true });
     const tokenizer = await tokenizerFile(o.spec.tokenizer.uri, join(scratch, 'tokenizer'), o.env);
+    const tokenizerConfig = await tokenizerConfigFile(
+      o.spec.tokenizer.uri,
+      join(scratch, 'tokenizer'),
+      o.env,
+    );
     try {
       await downloadCheckpoint(store, checkpoint, join(scratch, 'checkpoint'));
     } catch (error) {
@@ -56,6 +64,8 @@ export async function exportModel(o: ExportOptions): Promise<Outcome> {
       checkpointDir: join(scratch, 'checkpoint'),
       spec: o.spec,
       tokenizerPath: tokenizer,
+      tokenizerConfigPath: tokenizerConfig,
+      dtype: o.dtype ?? 'float32',
       outDir: join(scratch, 'model'),
     });
     const manifest = await publishExport(store, join(scratch, 'model'), dir);

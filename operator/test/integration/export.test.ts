@@ -7,13 +7,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { requirePython } from '../../../test/support/env.js';
 import { ExitCode } from '../../src/api/failures.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
+import { TOKENIZER_CONFIG_NAME, trainedTokenizerConfig } from '../../src/data/chat-template.js';
 import { downloadCheckpoint } from '../../src/storage/checkpoints.js';
 import { EXPORTED_FILE, readExportManifest } from '../../src/storage/exports.js';
 import { checkpointDir } from '../../src/storage/layout.js';
@@ -30,11 +31,11 @@ let data: TinyData;
 let scratch: string;
 let counter = 0;
 
-async function run(command: 'worker' | 'export', spec: TrainerSpec) {
+async function run(command: 'worker' | 'export', spec: TrainerSpec, env: NodeJS.ProcessEnv = {}) {
   const child = new WorkerProcess(
     await writeSpec(scratch, spec),
     await mkdtemp(join(scratch, 'work-')),
-    {},
+    env,
     command,
   );
   const { code } = await child.exited;
@@ -57,6 +58,8 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'smolstage-export-test-'));
   data = await prepareTinyData();
+  // The run's tokenizer comes with its tokenizer_config.json (ChatML template, special tokens).
+  await writeFile(join(dirname(data.tokenizerPath), TOKENIZER_CONFIG_NAME), trainedTokenizerConfig());
 });
 
 describe('smolstage export', () => {
@@ -75,8 +78,11 @@ describe('smolstage export', () => {
     assert.deepEqual(keys, [
       'export/EXPORTED',
       'export/config.json',
+      'export/generation_config.json',
       'export/model.safetensors',
+      'export/special_tokens_map.json',
       'export/tokenizer.json',
+      'export/tokenizer_config.json',
     ]);
     for (const [name, digest] of Object.entries(manifest?.files ?? {})) {
       const body = await store.get(`export/${name}`);
@@ -101,17 +107,36 @@ describe('smolstage export', () => {
     for (const key of keys) await store.getFile(key, join(local, key.slice('export/'.length)));
     const script = `
 import json, sys, torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-tok = PreTrainedTokenizerFast(tokenizer_file=sys.argv[1] + "/tokenizer.json")
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
 ids = tok("12+7=19")["input_ids"]
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], torch_dtype=torch.float32).eval()
 with torch.no_grad():
     logits = model(torch.tensor([ids])).logits[0]
-print(json.dumps({"ids": ids, "logits": logits.flatten().tolist()}))
+chat = [{"role": "user", "content": "What is 2 + 2?"}]
+prompt = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+generator = pipeline("text-generation", model=sys.argv[1], tokenizer=sys.argv[1], device="cpu")
+generated = generator(chat, max_new_tokens=4, do_sample=False)[0]["generated_text"]
+print(json.dumps({"ids": ids, "logits": logits.flatten().tolist(), "prompt": prompt,
+    "special": [tok.bos_token, tok.eos_token, tok.pad_token],
+    "eos_ids": [model.config.eos_token_id, model.generation_config.eos_token_id, tok.eos_token_id],
+    "turns": [m["role"] for m in generated]}))
 `;
     const theirs = JSON.parse(
       execFileSync(requirePython(), ['-c', script, local], { encoding: 'utf8', maxBuffer: 64 << 20 }),
-    ) as { ids: number[]; logits: number[] };
+    ) as {
+      ids: number[];
+      logits: number[];
+      prompt: string;
+      special: string[];
+      eos_ids: number[];
+      turns: string[];
+    };
+    // AutoTokenizer renders ChatML and ends generation at <|im_end|>; the pipeline chats.
+    assert.equal(theirs.prompt, '<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n');
+    assert.deepEqual(theirs.special, ['<|im_start|>', '<|im_end|>', '<|im_end|>']);
+    assert.deepEqual(theirs.eos_ids, [2, 2, 2]);
+    assert.deepEqual(theirs.turns, ['user', 'assistant']);
     assert.ok(theirs.ids.length >= 3, `tokenized: ${theirs.ids}`);
     const checkpoint = await mkdtemp(join(scratch, 'ckpt-'));
     await downloadCheckpoint(store, { stage: 'stage1', step: 10 }, checkpoint);
@@ -149,6 +174,39 @@ print(json.dumps({"ids": ids, "logits": logits.flatten().tolist()}))
       /already holds checkpoints\/stage1\/step-000000010\//,
     );
     assert.deepEqual(await readExportManifest(store), manifest, 'the complete export is kept');
+  });
+
+  it('bfloat16 export: the weights are torch bf16 rounding of the float32 export, and transformers loads them', async () => {
+    const float = await trainedRun('f32');
+    const bf16 = await trainedRun('bf16');
+    assert.equal((await run('export', float)).code, ExitCode.Finished);
+    const { code, child } = await run('export', bf16, { SMOLSTAGE_EXPORT_DTYPE: 'bfloat16' });
+    assert.equal(code, ExitCode.Finished, child.stderr.join(''));
+    const dirs: string[] = [];
+    for (const spec of [float, bf16]) {
+      const store = runStore(spec);
+      const local = await mkdtemp(join(scratch, 'hf-'));
+      for (const { key } of await store.list('export/'))
+        await store.getFile(key, join(local, key.slice('export/'.length)));
+      dirs.push(local);
+    }
+    const script = `
+import json, sys, torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+f32, bf16 = load_file(sys.argv[1] + "/model.safetensors"), load_file(sys.argv[2] + "/model.safetensors")
+assert f32.keys() == bf16.keys()
+same = all(bf16[k].dtype == torch.bfloat16 and torch.equal(f32[k].to(torch.bfloat16), bf16[k]) for k in f32)
+model = AutoModelForCausalLM.from_pretrained(sys.argv[2])
+print(json.dumps({"same": same, "dtype": str(model.dtype), "tensors": len(f32)}))
+`;
+    const result = JSON.parse(
+      execFileSync(requirePython(), ['-c', script, ...dirs], { encoding: 'utf8', maxBuffer: 16 << 20 }),
+    ) as { same: boolean; dtype: string; tensors: number };
+    assert.deepEqual(result, { same: true, dtype: 'torch.bfloat16', tensors: result.tensors });
+    assert.ok(result.tensors > 5);
+    const config = JSON.parse(await readFile(join(dirs[1] as string, 'config.json'), 'utf8'));
+    assert.equal(config.torch_dtype, 'bfloat16');
   });
 
   it('exports the checkpoint resumeFrom names; a new checkpoint replaces an older export', async () => {
