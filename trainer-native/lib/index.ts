@@ -36,6 +36,13 @@ export interface OptimizerOptions {
 
 export interface ScheduleOptions {
   peakLr: number;
+  /**
+   * Absolute optimizer step the warmup counts from (default 0): the update after k completed steps
+   * uses peakLr·(max(k − startStep, 0) + 1)/warmupSteps while k − startStep < warmupSteps. A
+   * post-training stage (sft, dpo) sets it to its first step, with `resetOptimizer()`, so it gets a
+   * fresh warmup; decayStartStep stays absolute. The trainer spec's `schedule.startStep`.
+   */
+  startStep?: number;
   warmupSteps: number;
   /** Absolute optimizer step at which decay starts; null = never decays. */
   decayStartStep: number | null;
@@ -104,6 +111,65 @@ export interface StepResult {
   tokens: number;
 }
 
+/**
+ * Per-target-token loss weights for `step`, `gradients` and `evalLoss`: batchSize × seqLen values,
+ * finite and ≥ 0, weight [r, t] for the target row[t + 1] of row r (an SFT mask: 1 on assistant
+ * tokens, 0 elsewhere). With weights the loss is Σ w·CE / Σ w over the whole global batch.
+ */
+export type TokenWeights = Float32Array;
+
+/** `sequenceLogProbs` shape: microBatchSize (default batchSize) only bounds memory. */
+export interface LogProbShape {
+  batchSize: number;
+  seqLen: number;
+  microBatchSize?: number;
+}
+
+/**
+ * `dpoStep` / `dpoGradients` options. batchSize and microBatchSize count *pairs* on this rank; one
+ * forward holds 2 × microBatchSize rows (chosen and rejected together). beta is DPO's β.
+ */
+export interface DpoShape {
+  beta: number;
+  batchSize: number;
+  microBatchSize: number;
+  seqLen: number;
+}
+
+/**
+ * A DPO step: means over all pairs of every rank, with TRL's definitions (reward = β·(logπ − logπ_ref)
+ * of the weighted completion log-prob sums; loss = −log σ(rewardChosen − rewardRejected)). These are
+ * TRL's `loss`, `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins`.
+ * `tokens` = 2 × batchSize × seqLen × worldSize (rows processed, padding included).
+ */
+export interface DpoResult extends StepResult {
+  rewardsChosen: number;
+  rewardsRejected: number;
+  /** Share of pairs with rewardChosen > rewardRejected (strictly). */
+  rewardsAccuracy: number;
+  rewardsMargin: number;
+}
+
+export interface GenerateOptions {
+  /** Tokens to generate at most (prompt length + maxNewTokens ≤ maxPositionEmbeddings). */
+  maxNewTokens: number;
+  /** 0 (default) = greedy: argmax, the lowest id on ties. */
+  temperature?: number;
+  /** Nucleus sampling (default 1 = off): sample from the smallest top set whose probability reaches topP. */
+  topP?: number;
+  /** Seeds the sampling stream (default 0); the same seed, prompt and weights give the same tokens. */
+  seed?: number;
+  /** Generation ends after one of these ids is generated (it is included in `tokens`). */
+  stopIds?: number[];
+}
+
+export interface GenerateResult {
+  /** The generated ids only (not the prompt). */
+  tokens: Uint32Array;
+  /** 'stop' (a stop id was generated) or 'length' (maxNewTokens reached). */
+  finishReason: 'stop' | 'length';
+}
+
 /** Wall-clock split of the last completed step on this rank (`Trainer.lastStepTiming`). */
 export interface StepTiming {
   step: number;
@@ -119,14 +185,34 @@ export interface StepTiming {
 
 export type ReduceOp = 'sum' | 'max' | 'min';
 
+type PairArgs = [
+  chosen: Uint32Array,
+  rejected: Uint32Array,
+  chosenWeights: Float32Array,
+  rejectedWeights: Float32Array,
+  refChosenLogps: Float64Array,
+  refRejectedLogps: Float64Array,
+  o: DpoShape,
+];
+
 interface NativeTrainerInstance {
-  step(tokens: Uint32Array, o: BatchShape): Promise<StepResult>;
-  evalLoss(tokens: Uint32Array, o: { batchSize: number; seqLen: number }): Promise<number>;
+  step(tokens: Uint32Array, o: BatchShape, weights?: TokenWeights): Promise<StepResult>;
+  evalLoss(
+    tokens: Uint32Array,
+    o: { batchSize: number; seqLen: number },
+    weights?: TokenWeights,
+  ): Promise<number>;
+  sequenceLogProbs(tokens: Uint32Array, weights: TokenWeights, o: LogProbShape): Promise<Float64Array>;
+  dpoStep(...args: PairArgs): Promise<DpoResult>;
+  dpoGradients(...args: PairArgs): Promise<DpoResult & { grads: Record<string, Float32Array> }>;
+  resetOptimizer(): Promise<void>;
+  generate(promptIds: Uint32Array, o: GenerateOptions): Promise<GenerateResult>;
   scoreChoices(context: Uint32Array, choices: Uint32Array[]): Promise<number[]>;
   logits(tokens: Uint32Array, o: { batchSize: number; seqLen: number }): Promise<Float32Array>;
   gradients(
     tokens: Uint32Array,
     o: BatchShape,
+    weights?: TokenWeights,
   ): Promise<{ loss: number; grads: Record<string, Float32Array> }>;
   parameters(): Promise<Record<string, Float32Array>>;
   saveState(dir: string): Promise<void>;
@@ -190,7 +276,79 @@ export function readHFConfig(dir: string): ModelConfig {
 
 /** Copies typed arrays so the caller may reuse its buffer while the call waits in the queue. */
 function snapshot<T>(tokens: T): T {
-  return (tokens instanceof Uint32Array ? tokens.slice() : tokens) as T;
+  return (
+    tokens instanceof Uint32Array || tokens instanceof Float32Array || tokens instanceof Float64Array
+      ? tokens.slice()
+      : tokens
+  ) as T;
+}
+
+/** TRL's DPO metrics from policy and reference log-prob sums (e.g. of `sequenceLogProbs`), for evaluation. */
+export interface DpoMetrics {
+  loss: number;
+  rewardsChosen: number;
+  rewardsRejected: number;
+  rewardsAccuracy: number;
+  rewardsMargin: number;
+}
+
+/**
+ * The same loss and rewards `dpoStep` reports, from log-prob sums of n pairs: mean over pairs of
+ * −log σ(β·((πc − refC) − (πr − refR))) and of the rewards β·(π − ref). Returns sums too (`pairs`) so
+ * shards can be combined: multiply each mean by `pairs`, all-reduce, divide by the total.
+ */
+export function dpoMetrics(
+  beta: number,
+  policyChosen: ArrayLike<number>,
+  policyRejected: ArrayLike<number>,
+  refChosen: ArrayLike<number>,
+  refRejected: ArrayLike<number>,
+): DpoMetrics & { pairs: number } {
+  const n = policyChosen.length;
+  if (policyRejected.length !== n || refChosen.length !== n || refRejected.length !== n)
+    throw new Error(`dpoMetrics: the four log-prob arrays must have the same length (${n} pairs)`);
+  let loss = 0;
+  let chosen = 0;
+  let rejected = 0;
+  let accuracy = 0;
+  for (let i = 0; i < n; i++) {
+    const rc = beta * ((policyChosen[i] as number) - (refChosen[i] as number));
+    const rr = beta * ((policyRejected[i] as number) - (refRejected[i] as number));
+    const z = rc - rr;
+    loss += Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
+    chosen += rc;
+    rejected += rr;
+    accuracy += rc > rr ? 1 : 0;
+  }
+  const d = n > 0 ? n : 1;
+  return {
+    loss: loss / d,
+    rewardsChosen: chosen / d,
+    rewardsRejected: rejected / d,
+    rewardsAccuracy: accuracy / d,
+    rewardsMargin: (chosen - rejected) / d,
+    pairs: n,
+  };
+}
+
+function pairArgs(
+  chosen: Uint32Array,
+  rejected: Uint32Array,
+  chosenWeights: TokenWeights,
+  rejectedWeights: TokenWeights,
+  refChosenLogps: Float64Array | readonly number[],
+  refRejectedLogps: Float64Array | readonly number[],
+  o: DpoShape,
+): PairArgs {
+  return [
+    snapshot(chosen),
+    snapshot(rejected),
+    snapshot(chosenWeights),
+    snapshot(rejectedWeights),
+    Float64Array.from(refChosenLogps),
+    Float64Array.from(refRejectedLogps),
+    { ...o },
+  ];
 }
 
 export class Trainer {
@@ -255,15 +413,109 @@ export class Trainer {
    * microBatchSize micro-batches (distributed: averaged over ranks once per step, during the
    * last micro-batch's backward).
    */
-  step(tokens: Uint32Array, o: BatchShape): Promise<StepResult> {
+  step(tokens: Uint32Array, o: BatchShape, weights?: TokenWeights): Promise<StepResult> {
     tokens = snapshot(tokens);
-    return this.#enqueue(() => this.#native.step(tokens, o));
+    weights = snapshot(weights);
+    return this.#enqueue(() => this.#native.step(tokens, o, weights));
   }
 
-  /** Mean loss over batchSize rows of seqLen + 1 ids, without gradients. */
-  evalLoss(tokens: Uint32Array, o: { batchSize: number; seqLen: number }): Promise<number> {
+  /**
+   * Mean loss over batchSize rows of seqLen + 1 ids, without gradients (local to this rank). With
+   * weights: Σ w·CE / Σ w over these rows (to combine shards, all-reduce [loss·Σw, Σw]); rejects
+   * when the weights sum to 0.
+   */
+  evalLoss(
+    tokens: Uint32Array,
+    o: { batchSize: number; seqLen: number },
+    weights?: TokenWeights,
+  ): Promise<number> {
     tokens = snapshot(tokens);
-    return this.#enqueue(() => this.#native.evalLoss(tokens, o));
+    weights = snapshot(weights);
+    return this.#enqueue(() => this.#native.evalLoss(tokens, o, weights));
+  }
+
+  /**
+   * Forward only, local: for each of batchSize rows of seqLen + 1 ids, Σ_t weights[r, t] ·
+   * log p(row[t + 1] | row[0..t]). DPO's frozen reference pass (run it with the stage's starting
+   * weights, before the first dpoStep) and its evaluation (with `dpoMetrics`).
+   */
+  sequenceLogProbs(tokens: Uint32Array, weights: TokenWeights, o: LogProbShape): Promise<Float64Array> {
+    tokens = snapshot(tokens);
+    weights = snapshot(weights);
+    return this.#enqueue(() => this.#native.sequenceLogProbs(tokens, weights, o));
+  }
+
+  /**
+   * One DPO optimizer step (sigmoid loss). `chosen` and `rejected` each hold batchSize rows of seqLen + 1
+   * ids (pair p = row p of both, padded to one length; padding gets weight 0); the weights
+   * (batchSize × seqLen) select the completion tokens whose log-probs are summed (1 on the response,
+   * 0 on prompt and padding); refChosenLogps / refRejectedLogps (batchSize each) are the reference
+   * model's sums over the same weights. Gradients accumulate over batchSize / microBatchSize
+   * micro-batches and are averaged over ranks (collective, like `step`); clipping, schedule and
+   * AdamW as in `step`.
+   */
+  dpoStep(
+    chosen: Uint32Array,
+    rejected: Uint32Array,
+    chosenWeights: TokenWeights,
+    rejectedWeights: TokenWeights,
+    refChosenLogps: Float64Array | readonly number[],
+    refRejectedLogps: Float64Array | readonly number[],
+    o: DpoShape,
+  ): Promise<DpoResult> {
+    const args = pairArgs(
+      chosen,
+      rejected,
+      chosenWeights,
+      rejectedWeights,
+      refChosenLogps,
+      refRejectedLogps,
+      o,
+    );
+    return this.#enqueue(() => this.#native.dpoStep(...args));
+  }
+
+  /** `dpoStep`'s loss, rewards and gradients (before clipping) without updating the weights (collective). */
+  dpoGradients(
+    chosen: Uint32Array,
+    rejected: Uint32Array,
+    chosenWeights: TokenWeights,
+    rejectedWeights: TokenWeights,
+    refChosenLogps: Float64Array | readonly number[],
+    refRejectedLogps: Float64Array | readonly number[],
+    o: DpoShape,
+  ): Promise<DpoResult & { grads: Record<string, Float32Array> }> {
+    const args = pairArgs(
+      chosen,
+      rejected,
+      chosenWeights,
+      rejectedWeights,
+      refChosenLogps,
+      refRejectedLogps,
+      o,
+    );
+    return this.#enqueue(() => this.#native.dpoGradients(...args));
+  }
+
+  /**
+   * Fresh AdamW state for a post-training stage: zeroes both moments; bias correction counts from the
+   * current step (saved in optimizer.bin, so a resumed stage continues exactly). The step count
+   * continues; pair it with `schedule.startStep` = the stage's first step for a fresh warmup.
+   * Call it once at stage start, after loading the previous stage's checkpoint, not on resume.
+   */
+  resetOptimizer(): Promise<void> {
+    return this.#enqueue(() => this.#native.resetOptimizer());
+  }
+
+  /**
+   * Generates up to maxNewTokens ids after `promptIds` with a KV cache (prefill, then one token
+   * per call of the decoder): greedy at temperature 0, else temperature / top-p sampling seeded by
+   * `seed`. Local (no communication), leaves weights and training state untouched.
+   */
+  generate(promptIds: Uint32Array, o: GenerateOptions): Promise<GenerateResult> {
+    promptIds = snapshot(promptIds);
+    const opts = { ...o, stopIds: o.stopIds ? [...o.stopIds] : undefined };
+    return this.#enqueue(() => this.#native.generate(promptIds, opts));
   }
 
   /** Summed log-likelihood of each choice's tokens following the context. */
@@ -283,9 +535,11 @@ export class Trainer {
   gradients(
     tokens: Uint32Array,
     o: BatchShape,
+    weights?: TokenWeights,
   ): Promise<{ loss: number; grads: Record<string, Float32Array> }> {
     tokens = snapshot(tokens);
-    return this.#enqueue(() => this.#native.gradients(tokens, o));
+    weights = snapshot(weights);
+    return this.#enqueue(() => this.#native.gradients(tokens, o, weights));
   }
 
   /** A copy of the fp32 weights by HF tensor name. */

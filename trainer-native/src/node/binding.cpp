@@ -111,6 +111,8 @@ TrainerOptions parse_options(Napi::Env env, const Napi::Value& v) {
   const Napi::Object s = object_arg(env, o.Get("schedule"), "options.schedule");
   constexpr int64_t kStepMax = 1LL << 50;
   t.schedule.peak_lr = number_field(s, "peakLr", "options.schedule");
+  if (!s.Get("startStep").IsUndefined())
+    t.schedule.start_step = integer_field(s, "startStep", "options.schedule", 0, kStepMax);
   t.schedule.warmup_steps = integer_field(s, "warmupSteps", "options.schedule", 0, kStepMax);
   const Napi::Value start = s.Get("decayStartStep");
   t.schedule.decay_start_step =
@@ -158,6 +160,40 @@ std::vector<uint32_t> token_array(Napi::Env env, const Napi::Value& v, const std
   return std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
+// Optional per-token weights: undefined/null = none.
+std::optional<std::vector<float>> weights_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(env, what + " must be a Float32Array of per-target-token weights (batchSize × seqLen)");
+  const Napi::Float32Array a = v.As<Napi::Float32Array>();
+  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<double> doubles_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    const Napi::Float64Array a = v.As<Napi::Float64Array>();
+    return std::vector<double>(a.Data(), a.Data() + a.ElementLength());
+  }
+  if (!v.IsArray()) type_error(env, what + " must be a Float64Array or an array of numbers");
+  const Napi::Array a = v.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) type_error(env, what + "[" + std::to_string(i) + "] must be a number");
+    out.push_back(x.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+Napi::Object step_to_js(Napi::Env e, const smolstage::StepResult& r) {
+  Napi::Object out = Napi::Object::New(e);
+  out.Set("loss", r.loss);
+  out.Set("gradNorm", r.grad_norm);
+  out.Set("lr", r.lr);
+  out.Set("step", static_cast<double>(r.step));
+  out.Set("tokens", static_cast<double>(r.tokens));
+  return out;
+}
 
 // ---- shared trainer state and async work ----------------------------------------------------
 
@@ -242,6 +278,11 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
                        {
                            InstanceMethod<&NativeTrainer::Step>("step"),
                            InstanceMethod<&NativeTrainer::EvalLoss>("evalLoss"),
+                           InstanceMethod<&NativeTrainer::SequenceLogProbs>("sequenceLogProbs"),
+                           InstanceMethod<&NativeTrainer::DpoStep>("dpoStep"),
+                           InstanceMethod<&NativeTrainer::DpoGradients>("dpoGradients"),
+                           InstanceMethod<&NativeTrainer::ResetOptimizer>("resetOptimizer"),
+                           InstanceMethod<&NativeTrainer::Generate>("generate"),
                            InstanceMethod<&NativeTrainer::ScoreChoices>("scoreChoices"),
                            InstanceMethod<&NativeTrainer::Logits>("logits"),
                            InstanceMethod<&NativeTrainer::Gradients>("gradients"),
@@ -329,23 +370,179 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     const int batch = static_cast<int>(integer_field(o, "batchSize", "step options", 1, kIntMax));
     const int micro = static_cast<int>(integer_field(o, "microBatchSize", "step options", 1, kIntMax));
     const int seq = static_cast<int>(integer_field(o, "seqLen", "step options", 1, kIntMax));
+    auto weights = weights_arg(env, info[2], "step(weights)");
     return queue<smolstage::StepResult>(
         env,
-        [tokens = std::move(tokens), batch, micro, seq, shared = shared_](Trainer& t) {
-          smolstage::StepResult r = t.step(tokens.data(), tokens.size(), batch, micro, seq);
+        [tokens = std::move(tokens), weights = std::move(weights), batch, micro, seq, shared = shared_](Trainer& t) {
+          smolstage::StepResult r = t.step(tokens.data(), tokens.size(), batch, micro, seq,
+                                           weights ? weights->data() : nullptr, weights ? weights->size() : 0);
           std::lock_guard<std::mutex> lock(shared->pending_mu);
           shared->last_timing = r;
           return r;
         },
-        [](Napi::Env e, smolstage::StepResult& r) -> Napi::Value {
-          Napi::Object out = Napi::Object::New(e);
-          out.Set("loss", r.loss);
-          out.Set("gradNorm", r.grad_norm);
-          out.Set("lr", r.lr);
-          out.Set("step", static_cast<double>(r.step));
-          out.Set("tokens", static_cast<double>(r.tokens));
+        [](Napi::Env e, smolstage::StepResult& r) -> Napi::Value { return step_to_js(e, r); });
+  }
+
+  static void parse_pairs(Napi::Env env, const Napi::CallbackInfo& info, const std::string& what,
+                          std::vector<uint32_t>& chosen, std::vector<uint32_t>& rejected, std::vector<float>& cw,
+                          std::vector<float>& rw, std::vector<double>& refc, std::vector<double>& refr,
+                          smolstage::DpoOptions& options) {
+    chosen = token_array(env, info[0], what + "(chosen)");
+    rejected = token_array(env, info[1], what + "(rejected)");
+    auto c = weights_arg(env, info[2], what + "(chosenWeights)");
+    auto r = weights_arg(env, info[3], what + "(rejectedWeights)");
+    if (!c || !r) type_error(env, what + ": chosenWeights and rejectedWeights are required Float32Arrays");
+    cw = std::move(*c);
+    rw = std::move(*r);
+    refc = doubles_arg(env, info[4], what + "(refChosenLogps)");
+    refr = doubles_arg(env, info[5], what + "(refRejectedLogps)");
+    const std::string path = what + " options";
+    const Napi::Object o = object_arg(env, info[6], path);
+    options.beta = number_field(o, "beta", path);
+    options.batch = static_cast<int>(integer_field(o, "batchSize", path, 1, kIntMax));
+    options.micro_batch = static_cast<int>(integer_field(o, "microBatchSize", path, 1, kIntMax));
+    options.seq_len = static_cast<int>(integer_field(o, "seqLen", path, 1, kIntMax));
+  }
+
+  struct DpoCall {
+    std::vector<uint32_t> chosen, rejected;
+    std::vector<float> cw, rw;
+    std::vector<double> refc, refr;
+    smolstage::DpoOptions options;
+    smolstage::PreferenceBatch batch() const {
+      smolstage::PreferenceBatch b;
+      b.chosen = chosen.data();
+      b.rejected = rejected.data();
+      b.chosen_count = chosen.size();
+      b.rejected_count = rejected.size();
+      b.chosen_weights = cw.data();
+      b.rejected_weights = rw.data();
+      b.chosen_weight_count = cw.size();
+      b.rejected_weight_count = rw.size();
+      b.ref_chosen = refc.data();
+      b.ref_rejected = refr.data();
+      b.ref_chosen_count = refc.size();
+      b.ref_rejected_count = refr.size();
+      return b;
+    }
+  };
+
+  static Napi::Object dpo_to_js(Napi::Env e, const smolstage::DpoResult& r) {
+    Napi::Object out = step_to_js(e, r.step);
+    out.Set("rewardsChosen", r.rewards_chosen);
+    out.Set("rewardsRejected", r.rewards_rejected);
+    out.Set("rewardsAccuracy", r.rewards_accuracy);
+    out.Set("rewardsMargin", r.rewards_margin);
+    return out;
+  }
+
+  Napi::Value DpoStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto call = std::make_shared<DpoCall>();
+    parse_pairs(env, info, "dpoStep", call->chosen, call->rejected, call->cw, call->rw, call->refc, call->refr,
+                call->options);
+    return queue<smolstage::DpoResult>(
+        env,
+        [call, shared = shared_](Trainer& t) {
+          smolstage::DpoResult r = t.dpo_step(call->batch(), call->options);
+          std::lock_guard<std::mutex> lock(shared->pending_mu);
+          shared->last_timing = r.step;
+          return r;
+        },
+        [](Napi::Env e, smolstage::DpoResult& r) -> Napi::Value { return dpo_to_js(e, r); });
+  }
+
+  struct DpoGradientResult {
+    smolstage::DpoResult result;
+    std::vector<smolstage::HostTensor> grads;
+  };
+
+  Napi::Value DpoGradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto call = std::make_shared<DpoCall>();
+    parse_pairs(env, info, "dpoGradients", call->chosen, call->rejected, call->cw, call->rw, call->refc, call->refr,
+                call->options);
+    return queue<DpoGradientResult>(
+        env,
+        [call](Trainer& t) {
+          DpoGradientResult r;
+          r.result = t.dpo_gradients(call->batch(), call->options);
+          r.grads = t.gradients();
+          return r;
+        },
+        [](Napi::Env e, DpoGradientResult& r) -> Napi::Value {
+          Napi::Object out = dpo_to_js(e, r.result);
+          out.Set("grads", tensors_to_js(e, r.grads));
           return out;
         });
+  }
+
+  Napi::Value SequenceLogProbs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto tokens = token_array(env, info[0], "sequenceLogProbs(tokens)");
+    auto weights = weights_arg(env, info[1], "sequenceLogProbs(weights)");
+    if (!weights) type_error(env, "sequenceLogProbs(weights) must be a Float32Array of per-target-token weights");
+    const std::string path = "sequenceLogProbs options";
+    const Napi::Object o = object_arg(env, info[2], path);
+    const int batch = static_cast<int>(integer_field(o, "batchSize", path, 1, kIntMax));
+    const int seq = static_cast<int>(integer_field(o, "seqLen", path, 1, kIntMax));
+    const int micro = o.Get("microBatchSize").IsUndefined()
+                          ? batch
+                          : static_cast<int>(integer_field(o, "microBatchSize", path, 1, kIntMax));
+    return queue<std::vector<double>>(
+        env,
+        [tokens = std::move(tokens), weights = std::move(*weights), batch, micro, seq](Trainer& t) {
+          return t.sequence_log_probs(tokens.data(), tokens.size(), weights.data(), weights.size(), batch, micro, seq);
+        },
+        [](Napi::Env e, std::vector<double>& v) -> Napi::Value {
+          Napi::Float64Array out = Napi::Float64Array::New(e, v.size());
+          std::copy(v.begin(), v.end(), out.Data());
+          return out;
+        });
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto prompt = token_array(env, info[0], "generate(promptIds)");
+    const std::string path = "generate options";
+    const Napi::Object o = object_arg(env, info[1], path);
+    smolstage::GenerateOptions g;
+    g.max_new_tokens = static_cast<int>(integer_field(o, "maxNewTokens", path, 1, kIntMax));
+    if (!o.Get("temperature").IsUndefined()) g.temperature = number_field(o, "temperature", path);
+    if (!o.Get("topP").IsUndefined()) g.top_p = number_field(o, "topP", path);
+    if (!o.Get("seed").IsUndefined()) g.seed = static_cast<uint64_t>(integer_field(o, "seed", path, 0, (1LL << 53) - 1));
+    const Napi::Value stops = o.Get("stopIds");
+    if (!stops.IsUndefined()) {
+      if (!stops.IsArray()) type_error(env, path + ".stopIds must be an array of token ids");
+      const Napi::Array a = stops.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        const Napi::Value x = a.Get(i);
+        const double d = x.IsNumber() ? x.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 0 && d <= 4294967295.0 && d == std::floor(d)))
+          type_error(env, path + ".stopIds[" + std::to_string(i) + "] must be a token id (integer >= 0)");
+        g.stop_ids.push_back(static_cast<uint32_t>(d));
+      }
+    }
+    return queue<smolstage::GenerateResult>(
+        env, [prompt = std::move(prompt), g](Trainer& t) { return t.generate(prompt, g); },
+        [](Napi::Env e, smolstage::GenerateResult& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          Napi::Uint32Array ids = Napi::Uint32Array::New(e, r.tokens.size());
+          std::copy(r.tokens.begin(), r.tokens.end(), ids.Data());
+          out.Set("tokens", ids);
+          out.Set("finishReason", r.finish_reason);
+          return out;
+        });
+  }
+
+  Napi::Value ResetOptimizer(const Napi::CallbackInfo& info) {
+    return queue<Unit>(
+        info.Env(),
+        [](Trainer& t) {
+          t.reset_optimizer();
+          return Unit{};
+        },
+        undefined_result);
   }
 
   Napi::Value EvalLoss(const Napi::CallbackInfo& info) {
@@ -354,8 +551,13 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     const Napi::Object o = object_arg(env, info[1], "evalLoss options");
     const int batch = static_cast<int>(integer_field(o, "batchSize", "evalLoss options", 1, kIntMax));
     const int seq = static_cast<int>(integer_field(o, "seqLen", "evalLoss options", 1, kIntMax));
+    auto weights = weights_arg(env, info[2], "evalLoss(weights)");
     return queue<double>(
-        env, [tokens = std::move(tokens), batch, seq](Trainer& t) { return t.eval_loss(tokens.data(), tokens.size(), batch, seq); },
+        env,
+        [tokens = std::move(tokens), weights = std::move(weights), batch, seq](Trainer& t) {
+          return t.eval_loss(tokens.data(), tokens.size(), batch, seq, weights ? weights->data() : nullptr,
+                             weights ? weights->size() : 0);
+        },
         [](Napi::Env e, double& loss) -> Napi::Value { return Napi::Number::New(e, loss); });
   }
 
@@ -404,11 +606,13 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     const int batch = static_cast<int>(integer_field(o, "batchSize", "gradients options", 1, kIntMax));
     const int micro = static_cast<int>(integer_field(o, "microBatchSize", "gradients options", 1, kIntMax));
     const int seq = static_cast<int>(integer_field(o, "seqLen", "gradients options", 1, kIntMax));
+    auto weights = weights_arg(env, info[2], "gradients(weights)");
     return queue<GradientResult>(
         env,
-        [tokens = std::move(tokens), batch, micro, seq](Trainer& t) {
+        [tokens = std::move(tokens), weights = std::move(weights), batch, micro, seq](Trainer& t) {
           GradientResult r;
-          r.loss = t.compute_gradients(tokens.data(), tokens.size(), batch, micro, seq);
+          r.loss = t.compute_gradients(tokens.data(), tokens.size(), batch, micro, seq,
+                                       weights ? weights->data() : nullptr, weights ? weights->size() : 0);
           r.grads = t.gradients();
           return r;
         },
