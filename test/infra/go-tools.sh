@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (once) and prints the folder holding the pinned Go-built test tools:
-#   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm.
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm.
 # Each tool is built from the Go module proxy with the go.mod/go.sum under test/infra/go/<name>,
 # into $SMOLSTAGE_CACHE/<name>-<version>-<hash of go.mod+go.sum>/; a second run builds nothing.
 # Usage: go-tools.sh [kube|etcd|helm ...]   (default: all)
@@ -63,7 +63,9 @@ build_one() {
   case $1 in
   kube)
     build_tool kube "$SMOLSTAGE_KUBE_VERSION" "$(kube_ldflags)" \
-      k8s.io/kubernetes/cmd/kube-apiserver:kube-apiserver k8s.io/kubernetes/cmd/kubectl:kubectl
+      k8s.io/kubernetes/cmd/kube-apiserver:kube-apiserver k8s.io/kubernetes/cmd/kubectl:kubectl \
+      k8s.io/kubernetes/cmd/kube-controller-manager:kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler:kube-scheduler
     ;;
   etcd)
     build_tool etcd "$SMOLSTAGE_ETCD_VERSION" "-s -w" go.etcd.io/etcd/server/v3:etcd
@@ -87,6 +89,8 @@ main() {
   for t in "${tools[@]}"; do
     case $t in
     kube) echo "KUBE_APISERVER=$(tool_dir kube "$SMOLSTAGE_KUBE_VERSION")/bin/kube-apiserver"
+      echo "KUBE_CONTROLLER_MANAGER=$(tool_dir kube "$SMOLSTAGE_KUBE_VERSION")/bin/kube-controller-manager"
+      echo "KUBE_SCHEDULER=$(tool_dir kube "$SMOLSTAGE_KUBE_VERSION")/bin/kube-scheduler"
       echo "KUBECTL=$(tool_dir kube "$SMOLSTAGE_KUBE_VERSION")/bin/kubectl" ;;
     etcd) echo "ETCD=$(tool_dir etcd "$SMOLSTAGE_ETCD_VERSION")/bin/etcd" ;;
     helm) echo "HELM=$(tool_dir helm "$SMOLSTAGE_HELM_VERSION")/bin/helm" ;;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Starts and stops the real servers the integration tests talk to, on free loopback ports:
 #   etcd + kube-apiserver (envtest-style: TLS, admin client cert in system:masters, RBAC, no
-#   kubelet), and an S3-compatible server (moto in server mode).
+#   kubelet), kube-controller-manager (Job controller, garbage collector, namespace, service
+#   account and node lifecycle controllers, pod GC) and kube-scheduler on the admin kubeconfig,
+#   and an S3-compatible server (moto in server mode). Nodes come from the tests' node agent
+#   (operator/test/integration/support/node-agent.ts).
 #
 #   servers.sh start STATE_DIR   build what is missing, start everything, wait until ready, and
 #                                write STATE_DIR/env (export lines for the SMOLSTAGE_TEST_* vars)
@@ -11,6 +14,9 @@
 # SMOLSTAGE_TEST_S3_PORT (start fails with a one-line error if one is taken).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The kube-controller-manager controllers the tests run against (exported to them as well).
+SMOLSTAGE_TEST_CONTROLLERS=job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,node-lifecycle-controller,pod-garbage-collector-controller
 
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -110,17 +116,22 @@ start() {
   require_command setsid "install util-linux (Debian: apt-get install util-linux)"
   mkdir -p "$state/logs" "$state/pids"
 
-  local python tools etcd_port etcd_peer_port s3_port
+  local python tools etcd_port etcd_peer_port s3_port kcm_port scheduler_port
   python=$("$SMOLSTAGE_INFRA_DIR/python.sh")
   tools=$("$SMOLSTAGE_INFRA_DIR/go-tools.sh" etcd kube)
-  local ETCD KUBE_APISERVER
+  local ETCD KUBE_APISERVER KUBE_CONTROLLER_MANAGER KUBE_SCHEDULER KUBECTL
   ETCD=$(sed -n 's/^ETCD=//p' <<<"$tools")
   KUBE_APISERVER=$(sed -n 's/^KUBE_APISERVER=//p' <<<"$tools")
+  KUBE_CONTROLLER_MANAGER=$(sed -n 's/^KUBE_CONTROLLER_MANAGER=//p' <<<"$tools")
+  KUBE_SCHEDULER=$(sed -n 's/^KUBE_SCHEDULER=//p' <<<"$tools")
+  KUBECTL=$(sed -n 's/^KUBECTL=//p' <<<"$tools")
 
   etcd_port=$(pick_port SMOLSTAGE_TEST_ETCD_PORT)
   etcd_peer_port=$(free_port)
   kube_port=$(pick_port SMOLSTAGE_TEST_KUBE_PORT)
   s3_port=$(pick_port SMOLSTAGE_TEST_S3_PORT)
+  kcm_port=$(free_port)
+  scheduler_port=$(free_port)
 
   make_certs
 
@@ -150,6 +161,22 @@ start() {
   write_kubeconfig
   wait_until kube-apiserver 90 kube_ready
 
+  # The controllers the operator's objects meet in a cluster, on the admin kubeconfig (one
+  # identity, no per-controller service-account credentials). Not started: the replica, deployment
+  # and similar controllers (nothing here uses them), and taint-based eviction.
+  local kubeconfig=$state/kubeconfig
+  spawn kube-controller-manager "$KUBE_CONTROLLER_MANAGER" \
+    --kubeconfig "$kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
+    --controllers "$SMOLSTAGE_TEST_CONTROLLERS" \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --use-service-account-credentials=false
+  spawn kube-scheduler "$KUBE_SCHEDULER" \
+    --kubeconfig "$kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$scheduler_port" --leader-elect=false
+  wait_until kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+  wait_until kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+
   wait_until s3 60 curl -fsS "http://127.0.0.1:$s3_port/"
 
   cat >"$state/env" <<ENV
@@ -158,6 +185,8 @@ export SMOLSTAGE_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export SMOLSTAGE_TEST_S3_ACCESS_KEY=smolstage-test
 export SMOLSTAGE_TEST_S3_SECRET_KEY=smolstage-test-secret
 export SMOLSTAGE_TEST_S3_REGION=us-east-1
+export SMOLSTAGE_TEST_CONTROLLERS=$SMOLSTAGE_TEST_CONTROLLERS
+export SMOLSTAGE_KUBECTL=$KUBECTL
 ENV
 }
 
@@ -182,7 +211,10 @@ stop_one() {
 }
 
 stop() {
-  # The apiserver first: it shuts down in about a second, but waits on etcd if etcd goes first.
+  # The controllers, then the apiserver: it shuts down in about a second, but waits on etcd if
+  # etcd goes first.
+  stop_one kube-scheduler
+  stop_one kube-controller-manager
   stop_one kube-apiserver
   stop_one etcd
   stop_one s3

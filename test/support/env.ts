@@ -61,6 +61,16 @@ export function requirePython(): string {
   return required('SMOLSTAGE_PYTHON');
 }
 
+/** kubectl of the pinned Kubernetes release. */
+export function requireKubectl(): string {
+  return required('SMOLSTAGE_KUBECTL');
+}
+
+/** The kube-controller-manager controllers the harness runs (comma-separated, as passed to --controllers). */
+export function requireControllers(): string[] {
+  return required('SMOLSTAGE_TEST_CONTROLLERS').split(',');
+}
+
 export function requireHelm(): string {
   return required('SMOLSTAGE_HELM');
 }

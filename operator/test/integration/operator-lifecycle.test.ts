@@ -128,11 +128,7 @@ describe('operator: retries, failure and suspension', () => {
       return current.spec?.suspend === true ? current : undefined;
     }, 'the Job to be suspended');
     assert.equal(suspended.metadata?.annotations?.[Annotations.suspendedByRun], 'true');
-    // The Job controller (played here) stops the pods; the run reports Suspended.
-    await client.batch.patchNamespacedJobStatus(
-      { namespace, name: job.metadata?.name as string, body: { status: { active: 0, ready: 0 } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    // The real Job controller deletes the suspended Job's pod; the run reports Suspended.
     const run = await eventually(
       runWhere(client, namespace, 'pause', (r) => r.status?.phase === 'Suspended'),
       'the run to be Suspended',
@@ -150,10 +146,8 @@ describe('operator: retries, failure and suspension', () => {
       'the annotation is removed on resume',
     );
     assert.equal((await listJobs(client, namespace, 'pause')).length, 1, 'resuming reuses the same Job');
-    await client.batch.patchNamespacedJobStatus(
-      { namespace, name: job.metadata?.name as string, body: { status: { active: 1, ready: 1 } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    // The Job controller creates a new pod for the resumed Job; the kubelet (played) runs it.
+    await trainer.markRunning(resumed);
     const running = await eventually(
       runWhere(client, namespace, 'pause', (r) => r.status?.phase === 'Running'),
       'the run to be Running again',

@@ -1,15 +1,20 @@
 /**
- * The test API server runs no kubelet and no Job controller, so the tests play both:
- * - the Job controller: mark a Job's pods running, then Complete or Failed (with the
- *   PodFailurePolicy message format the real controller writes, carrying the exit code);
+ * The operator tests that need states on demand (eval values that trigger a promotion at a given
+ * step, a crash at step 5, an export that dies before its marker) play the trainer pods:
+ * - the kubelet: the real Job controller (kube-controller-manager of the harness) creates the
+ *   Job's pods; this marks them Running, then terminated with an exit code, through the pods'
+ *   status subresource. The Job controller turns that into the Job's status (active, ready,
+ *   podFailurePolicy, Complete/Failed) as in a cluster. The pods are never scheduled: no node
+ *   takes them (the node agent's Node is tainted, see test/support/node-agent.ts);
  * - the trainer worker: read the trainer spec from the Job's ConfigMap and train "steps" that
  *   write real metrics records and real COMMITTED checkpoints into the real S3 server through
  *   the same storage code the worker uses, honouring stop requests under control/.
+ * The end-to-end tests (cluster-*.test.ts) run the real worker in pods of a node agent instead.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PatchStrategy, setHeaderOptions, type V1Job, type V1JobCondition } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import type { S3Test } from '../../../../test/support/env.js';
 import type { StopRequest } from '../../../src/api/control-request.js';
 import { stopRequestKey } from '../../../src/api/control-request.js';
@@ -119,53 +124,69 @@ export class FakeTrainer {
     });
   }
 
-  /** Job controller: the Job's pods are running. */
+  /** Kubelet: the Job's pods (created by the real Job controller) are running. */
   async markRunning(job: V1Job): Promise<void> {
     const parallelism = job.spec?.parallelism ?? 1;
-    await this.patchJobStatus(job, {
-      startTime: new Date().toISOString(),
-      active: parallelism,
-      ready: parallelism,
-    });
+    const pods = await eventually(async () => {
+      const found = await this.activePods(job);
+      return found.length >= parallelism ? found : undefined;
+    }, `the ${parallelism} pod(s) of Job ${job.metadata?.name}`);
+    const startedAt = new Date();
+    for (const pod of pods) {
+      await this.patchPodStatus(pod, {
+        phase: 'Running',
+        startTime: startedAt,
+        conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: startedAt }],
+        containerStatuses: [
+          {
+            ...this.containerStatus(job),
+            ready: true,
+            started: true,
+            state: { running: { startedAt } },
+          },
+        ],
+      });
+    }
+    await this.waitUntilJob(job, (j) => (j.status?.ready ?? 0) >= parallelism, 'its pods to be ready');
   }
 
-  /** Job controller: the pods exited with `exitCode`; the Job ends as the real controller would end it. */
+  /**
+   * Kubelet: the Job's running pods exited with `exitCode`; resolves once the real Job controller
+   * ended the Job (Complete, or Failed by its podFailurePolicy or backoffLimit) — except for
+   * Preempted, which the policy ignores (the controller replaces the pod).
+   */
   async markExited(job: V1Job, exitCode: number): Promise<void> {
-    const now = new Date().toISOString();
-    const completions = job.spec?.completions ?? 1;
-    if (exitCode === ExitCode.Finished) {
-      const conditions: V1JobCondition[] = [
-        condition(
-          'SuccessCriteriaMet',
-          'CompletionsReached',
-          'Reached expected number of succeeded pods',
-          now,
-        ),
-        condition('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods', now),
-      ];
-      await this.patchJobStatus(job, {
-        active: 0,
-        ready: 0,
-        succeeded: completions,
-        ...(job.spec?.completionMode === 'Indexed'
-          ? { completedIndexes: completions === 1 ? '0' : `0-${completions - 1}` }
-          : {}),
-        completionTime: now,
-        conditions,
+    const finishedAt = new Date();
+    for (const pod of await this.activePods(job)) {
+      await this.patchPodStatus(pod, {
+        phase: exitCode === 0 ? 'Succeeded' : 'Failed',
+        conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: finishedAt }],
+        containerStatuses: [
+          {
+            ...this.containerStatus(job),
+            ready: false,
+            started: false,
+            state: {
+              terminated: {
+                exitCode,
+                reason: exitCode === 0 ? 'Completed' : 'Error',
+                startedAt: pod.status?.startTime ?? finishedAt,
+                finishedAt,
+              },
+            },
+          },
+        ],
       });
-      return;
     }
-    // The message format of the Job controller's podFailurePolicy FailJob rule.
-    const message = `Container ${TRAINER_CONTAINER} for pod ${job.metadata?.namespace}/${job.metadata?.name}-0-x failed with exit code ${exitCode} matching FailJob rule at index 0`;
-    await this.patchJobStatus(job, {
-      active: 0,
-      ready: 0,
-      failed: 1,
-      conditions: [
-        condition('FailureTarget', 'PodFailurePolicy', message, now),
-        condition('Failed', 'PodFailurePolicy', message, now),
-      ],
-    });
+    if (exitCode === ExitCode.Preempted) return;
+    await this.waitUntilJob(
+      job,
+      (j) =>
+        (j.status?.conditions ?? []).some(
+          (c) => ['Complete', 'Failed'].includes(c.type) && c.status === 'True',
+        ),
+      'the Job controller to end it',
+    );
   }
 
   /**
@@ -267,21 +288,45 @@ export class FakeTrainer {
     }
   }
 
-  private async patchJobStatus(job: V1Job, status: object): Promise<void> {
-    await this.client.batch.patchNamespacedJobStatus(
-      { namespace: job.metadata?.namespace as string, name: job.metadata?.name as string, body: { status } },
+  /** The Job's pods that have not ended (the Job controller's `active`). */
+  private async activePods(job: V1Job): Promise<V1Pod[]> {
+    const uid = job.metadata?.uid;
+    const pods = await this.client.core.listNamespacedPod({
+      namespace: job.metadata?.namespace as string,
+      labelSelector: `batch.kubernetes.io/job-name=${job.metadata?.name}`,
+    });
+    return pods.items.filter(
+      (p) =>
+        p.metadata?.ownerReferences?.some((o) => o.uid === uid) &&
+        p.metadata?.deletionTimestamp === undefined &&
+        p.status?.phase !== 'Succeeded' &&
+        p.status?.phase !== 'Failed',
+    );
+  }
+
+  private containerStatus(job: V1Job) {
+    const container = job.spec?.template.spec?.containers[0];
+    return {
+      name: container?.name ?? TRAINER_CONTAINER,
+      image: container?.image ?? '',
+      imageID: '',
+      restartCount: 0,
+    };
+  }
+
+  private async patchPodStatus(pod: V1Pod, status: object): Promise<void> {
+    await this.client.core.patchNamespacedPodStatus(
+      { namespace: pod.metadata?.namespace as string, name: pod.metadata?.name as string, body: { status } },
       MERGE_PATCH,
     );
   }
-}
 
-function condition(type: string, reason: string, message: string, now: string): V1JobCondition {
-  return {
-    type,
-    status: 'True',
-    reason,
-    message,
-    lastProbeTime: new Date(now),
-    lastTransitionTime: new Date(now),
-  };
+  private async waitUntilJob(job: V1Job, done: (job: V1Job) => boolean, what: string): Promise<void> {
+    const namespace = job.metadata?.namespace as string;
+    const name = job.metadata?.name as string;
+    await eventually(async () => {
+      const current = await this.client.batch.readNamespacedJob({ namespace, name });
+      return done(current) ? true : undefined;
+    }, `Job ${namespace}/${name}: ${what}`);
+  }
 }
