@@ -184,12 +184,24 @@ std::vector<uint32_t> global_batch(int step, int rows) {
   return t;
 }
 
-// args: rank world port dir global_batch micro steps. Trains on its slice of every global
-// batch and writes "loss gradNorm tokens" per step, then the parameter checksum.
+// Loss weights of global row g (an SFT mask): the second half of the rows weighs far fewer
+// tokens, so the ranks' weight sums differ and only a globally summed normalizer agrees.
+std::vector<float> global_weights(int step, int rows) {
+  std::vector<float> w(static_cast<size_t>(rows) * kSeq, 0.0f);
+  for (int g = 0; g < rows; ++g)
+    for (int t = 0; t < kSeq; ++t)
+      w[static_cast<size_t>(g) * kSeq + t] = (g < rows / 2 ? t >= (g + step) % 4 : t < 3) ? 1.0f : 0.0f;
+  return w;
+}
+
+// args: rank world port dir global_batch micro steps [mode]. Trains on its slice of every global
+// batch (mode plain, weighted: with global_weights, dpo: pairs of two global batches) and writes
+// "loss gradNorm tokens [rewardMargin rewardAccuracy]" per step, then the parameter checksum.
 int child_train(const std::vector<std::string>& a) {
   const int rank = std::stoi(a[0]), world = std::stoi(a[1]), port = std::stoi(a[2]);
   const fs::path dir = a[3];
   const int global = std::stoi(a[4]), micro = std::stoi(a[5]), steps = std::stoi(a[6]);
+  const std::string mode = a.size() > 7 ? a[7] : "plain";
   TrainerOptions o = train_options();
   o.distributed = dist_config(rank, world, port, 30000);
   Trainer t(o);
@@ -202,7 +214,33 @@ int child_train(const std::vector<std::string>& a) {
   for (int s = 0; s < steps; ++s) {
     const std::vector<uint32_t> all = global_batch(s, global);
     const uint32_t* mine = all.data() + static_cast<size_t>(rank) * local * row;
-    const StepResult r = t.step(mine, static_cast<size_t>(local) * row, local, micro, kSeq);
+    const std::vector<float> weights = global_weights(s, global);
+    const float* my_weights = weights.data() + static_cast<size_t>(rank) * local * kSeq;
+    const size_t my_count = static_cast<size_t>(local) * kSeq;
+    StepResult r;
+    DpoResult d{};
+    if (mode == "dpo") {
+      const std::vector<uint32_t> other = global_batch(s + 500, global);
+      std::vector<double> refs(static_cast<size_t>(global)), refs_rejected(refs.size());
+      for (int g = 0; g < global; ++g) {
+        refs[g] = -40.0 - 3.0 * g;
+        refs_rejected[g] = -45.0 + 2.0 * g;
+      }
+      PreferenceBatch b;
+      b.chosen = mine;
+      b.rejected = other.data() + static_cast<size_t>(rank) * local * row;
+      b.chosen_count = b.rejected_count = static_cast<size_t>(local) * row;
+      b.chosen_weights = b.rejected_weights = my_weights;
+      b.chosen_weight_count = b.rejected_weight_count = my_count;
+      b.ref_chosen = refs.data() + static_cast<size_t>(rank) * local;
+      b.ref_rejected = refs_rejected.data() + static_cast<size_t>(rank) * local;
+      b.ref_chosen_count = b.ref_rejected_count = static_cast<size_t>(local);
+      d = t.dpo_step(b, DpoOptions{0.5, local, micro, kSeq});
+      r = d.step;
+    } else {
+      r = mode == "weighted" ? t.step(mine, static_cast<size_t>(local) * row, local, micro, kSeq, my_weights, my_count)
+                             : t.step(mine, static_cast<size_t>(local) * row, local, micro, kSeq);
+    }
     // Reduced once per optimizer step, whatever the number of micro-batches.
     const int64_t expected_bytes = world > 1 ? static_cast<int64_t>(params * sizeof(float)) : 0;
     if (r.comm_bytes != expected_bytes) {
@@ -210,7 +248,9 @@ int child_train(const std::vector<std::string>& a) {
                    static_cast<long long>(expected_bytes));
       return 20;
     }
-    out << r.loss << " " << r.grad_norm << " " << r.tokens << "\n";
+    out << r.loss << " " << r.grad_norm << " " << r.tokens;
+    if (mode == "dpo") out << " " << d.rewards_margin << " " << d.rewards_accuracy;
+    out << "\n";
   }
   const uint64_t sum = t.verify_parameters();
   out << "checksum " << sum << " local " << t.parameter_checksum() << "\n";
@@ -261,7 +301,7 @@ check::RegisterChild register_train("train", child_train);
 check::RegisterChild register_fault("fault", child_fault);
 
 struct TrainRun {
-  std::vector<double> loss, norm, tokens;
+  std::vector<double> loss, norm, tokens, margin;
   std::string checksum;
 };
 
@@ -278,8 +318,9 @@ TrainRun parse_train(const std::string& text) {
       r.checksum = global;
       continue;
     }
-    double loss, norm, tokens;
+    double loss, norm, tokens, margin = 0;
     l >> loss >> norm >> tokens;
+    if (l >> margin) r.margin.push_back(margin);
     r.loss.push_back(loss);
     r.norm.push_back(norm);
     r.tokens.push_back(tokens);
@@ -287,12 +328,13 @@ TrainRun parse_train(const std::string& text) {
   return r;
 }
 
-std::vector<TrainRun> run_world(const fs::path& dir, int world, int global, int micro, int steps) {
+std::vector<TrainRun> run_world(const fs::path& dir, int world, int global, int micro, int steps,
+                                const std::string& mode = "plain") {
   const int port = free_port();
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r)
     pids.push_back(spawn("train", {std::to_string(r), std::to_string(world), std::to_string(port), dir.string(),
-                                   std::to_string(global), std::to_string(micro), std::to_string(steps)}));
+                                   std::to_string(global), std::to_string(micro), std::to_string(steps), mode}));
   const std::vector<int> status = wait_children(pids, std::chrono::seconds(600));
   std::vector<TrainRun> runs;
   for (int r = 0; r < world; ++r) {
@@ -339,6 +381,37 @@ TEST(data_parallel_1_2_4_ranks_train_the_same_model) {
         CHECK_MSG(std::fabs(run.norm[s] - single.norm[s]) <= 1e-4 * single.norm[s],
                   "world " << world << " step " << s << " grad norm " << run.norm[s] << " vs " << single.norm[s]);
         CHECK(run.tokens[s] == global * kSeq);
+      }
+    }
+  }
+}
+
+// Weighted (SFT-masked) steps and DPO steps: 1, 2 and 4 ranks agree on the loss (the weight
+// normalizer and the pair count are global), the reported rewards and the parameters.
+TEST(weighted_and_dpo_steps_agree_across_1_2_4_ranks) {
+  TempDir dir("post");
+  const int global = 8, steps = 6;
+  for (const std::string mode : {"weighted", "dpo"}) {
+    const TrainRun single = run_world(dir.path, 1, global, 2, steps, mode)[0];
+    CHECK(single.loss.size() == static_cast<size_t>(steps));
+    CHECK_MSG(single.loss.back() < single.loss.front(), mode << ": loss did not fall");
+    for (int world : {2, 4}) {
+      const std::vector<TrainRun> runs = run_world(dir.path, world, global, global / world / 2, steps, mode);
+      for (int r = 0; r < world; ++r) {
+        CHECK_MSG(runs[r].checksum == runs[0].checksum, mode << " world " << world << ": rank " << r << " diverged");
+        for (int s = 0; s < steps; ++s) {
+          CHECK(runs[r].loss[s] == runs[0].loss[s]);
+          CHECK_MSG(std::fabs(runs[r].loss[s] - single.loss[s]) <= 1e-5 * std::fabs(single.loss[s]),
+                    mode << " world " << world << " step " << s << " loss " << runs[r].loss[s] << " vs one rank "
+                         << single.loss[s]);
+          CHECK_MSG(std::fabs(runs[r].norm[s] - single.norm[s]) <= 1e-4 * single.norm[s],
+                    mode << " world " << world << " step " << s << " grad norm " << runs[r].norm[s] << " vs "
+                         << single.norm[s]);
+          if (mode == "dpo")
+            CHECK_MSG(std::fabs(runs[r].margin[s] - single.margin[s]) <= 1e-5 * (1 + std::fabs(single.margin[s])),
+                      "dpo world " << world << " step " << s << " reward margin");
+          CHECK(runs[r].tokens[s] == (mode == "dpo" ? 2 : 1) * global * kSeq);
+        }
       }
     }
   }
