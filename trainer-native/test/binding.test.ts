@@ -161,3 +161,75 @@ describe('Trainer', () => {
     t.dispose();
   });
 });
+
+describe('post-training surface', () => {
+  it('weights, sequence log-probs, DPO and generation check their arguments', async () => {
+    const t = Trainer.create(options());
+    const seqLen = 8;
+    const tokens = rows(2, seqLen, 1);
+    const shape = { batchSize: 2, microBatchSize: 1, seqLen };
+    await assert.rejects(
+      async () => t.step(tokens, shape, new Float64Array(16) as unknown as Float32Array),
+      /step\(weights\) must be a Float32Array/,
+    );
+    await assert.rejects(t.step(tokens, shape, new Float32Array(15).fill(1)), /one weight per target token/);
+    await assert.rejects(t.step(tokens, shape, new Float32Array(16)), /sum to 0/);
+    assert.equal(t.stepCount, 0);
+    const ones = new Float32Array(16).fill(1);
+    const plain = await t.evalLoss(tokens, { batchSize: 2, seqLen });
+    const weighted = await t.evalLoss(tokens, { batchSize: 2, seqLen }, ones);
+    assert.ok(Math.abs(plain - weighted) < 1e-12);
+    const logps = await t.sequenceLogProbs(tokens, ones, { batchSize: 2, seqLen });
+    assert.ok(logps instanceof Float64Array && logps.length === 2);
+    assert.ok(Math.abs(-((logps[0] as number) + (logps[1] as number)) / 16 - plain) < 1e-6);
+    const refs = Float64Array.from(logps);
+    const dpo = { beta: 0.1, batchSize: 2, microBatchSize: 1, seqLen };
+    const other = rows(2, seqLen, 2);
+    const refsOther = await t.sequenceLogProbs(other, ones, { batchSize: 2, seqLen, microBatchSize: 1 });
+    // Policy = reference: every reward is 0, the loss log 2.
+    const r = await t.dpoGradients(tokens, other, ones, ones, refs, refsOther, dpo);
+    assert.ok(Math.abs(r.rewardsChosen) < 1e-9 && Math.abs(r.rewardsRejected) < 1e-9, 'rewards are 0');
+    assert.equal(r.rewardsAccuracy, 0);
+    assert.ok(Math.abs(r.loss - Math.LN2) < 1e-9, `loss ${r.loss}`);
+    await assert.rejects(t.dpoStep(tokens, other, ones, ones, [0], refs, dpo), /one value per pair/);
+    await assert.rejects(
+      async () => t.dpoStep(tokens, other, ones, ones, refs, refs, { ...dpo, beta: Number.NaN }),
+      /beta/,
+    );
+    const g = await t.generate(Uint32Array.of(1, 2, 3), {
+      maxNewTokens: 4,
+      temperature: 0.7,
+      topP: 0.9,
+      seed: 3,
+    });
+    assert.equal(g.tokens.length, 4);
+    assert.equal(g.finishReason, 'length');
+    await assert.rejects(t.generate(Uint32Array.of(1), { maxNewTokens: 1, topP: 2 }), /topP/);
+    await assert.rejects(
+      async () => t.generate(Uint32Array.of(1), { maxNewTokens: 1, stopIds: [-1] }),
+      /stopIds\[0\]/,
+    );
+    await t.resetOptimizer();
+    t.dispose();
+  });
+
+  it('resetOptimizer and schedule.startStep give a fresh warmup that survives save and load', async () => {
+    const t = Trainer.create(options());
+    const tokens = rows(2, 8, 3);
+    const shape = { batchSize: 2, microBatchSize: 2, seqLen: 8 };
+    for (let s = 0; s < 3; s++) await t.step(tokens, shape);
+    await t.resetOptimizer();
+    const ckpt = join(dir, 'post-reset');
+    await t.saveState(ckpt);
+    const post = options({ schedule: { ...options().schedule, startStep: 3 } });
+    const resumed = Trainer.create(post);
+    await resumed.loadState(ckpt);
+    const a = await resumed.step(tokens, shape);
+    assert.equal(a.lr, 1e-3 / 2, 'the first update of the new warmup');
+    assert.equal(a.step, 4);
+    const header = readFileSync(join(ckpt, 'optimizer.bin')).subarray(24, 600).toString('latin1');
+    assert.match(header, /"momentsFrom":3/);
+    t.dispose();
+    resumed.dispose();
+  });
+});
