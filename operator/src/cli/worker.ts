@@ -9,7 +9,9 @@ import { parseArgs } from 'node:util';
 import { ExitCode } from '../api/failures.js';
 import { TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
 import { createNativeEngine } from '../worker/native-engine.js';
-import { validateTrainerSpec } from '../worker/spec.js';
+import { launchLocalRanks } from '../worker/rank-launcher.js';
+import { LOCAL_RANK_ENV, placementFromEnv } from '../worker/ranks.js';
+import { loadTrainerSpec } from '../worker/spec.js';
 import { loadChoiceTasks } from '../worker/tasks.js';
 import { createLogger, serveMetrics, WorkerMetrics } from '../worker/telemetry.js';
 import { POISON_ENV, parseLossPoison } from '../worker/test-hooks.js';
@@ -33,20 +35,6 @@ bounds how long one object-store call retries.
 
 Exit codes: 0 finished, 1 transient (retry), 2 bad configuration, 3 stopped on request,
 4 preempted after a checkpoint, 5 loss guard gave up.`;
-
-/** The spec text from --spec, or SMOLSTAGE_TRAINER_SPEC holding JSON or a path. */
-export function specSource(
-  specPath: string | undefined,
-  env: NodeJS.ProcessEnv,
-): { text: string; where: string } {
-  if (specPath !== undefined) return { text: readFileSync(specPath, 'utf8'), where: specPath };
-  const fromEnv = env[TRAINER_SPEC_ENV]?.trim();
-  if (!fromEnv) throw new Error(`no trainer spec: pass --spec FILE or set ${TRAINER_SPEC_ENV}`);
-  if (fromEnv.startsWith('{')) return { text: fromEnv, where: TRAINER_SPEC_ENV };
-  if (!existsSync(fromEnv))
-    throw new Error(`${TRAINER_SPEC_ENV} is neither JSON nor an existing file: ${fromEnv}`);
-  return { text: readFileSync(fromEnv, 'utf8'), where: fromEnv };
-}
 
 function integerOption(value: string | undefined, name: string, fallback: number, min: number): number {
   if (value === undefined) return fallback;
@@ -74,8 +62,24 @@ export async function run(argv: string[]): Promise<number> {
   } catch (error) {
     return fail(ExitCode.BadConfiguration, (error as Error).message);
   }
-  const { options, spec, poison } = prepared;
+  const { options, spec, placement, poison } = prepared;
   if (poison !== null) log.warn(`TEST-ONLY loss poisoning is active (${POISON_ENV})`, { poison });
+  if (placement.ranksPerPod > 1 && process.env[LOCAL_RANK_ENV] === undefined) {
+    const code = await launchLocalRanks({
+      argv: [
+        ...(options.spec === undefined ? [] : ['--spec', options.spec]),
+        '--control-poll-ms',
+        String(options.controlPollMs),
+      ],
+      workDir: options.workDir,
+      metricsPort: options.metricsPort,
+      placement,
+      env: process.env,
+      log,
+    });
+    await new Promise<void>((done) => log.on('finish', done).end());
+    return code;
+  }
 
   const metrics = new WorkerMetrics();
   let server: Awaited<ReturnType<typeof serveMetrics>>['server'] | null = null;
@@ -101,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const outcome = await runWorker({
       spec,
+      placement,
       env: process.env,
       workDir: options.workDir,
       log,
@@ -129,16 +134,9 @@ export async function run(argv: string[]): Promise<number> {
 function prepare(argv: string[], env: NodeJS.ProcessEnv) {
   const options = parseWorkerArgs(argv);
   if (options === 'help') return 'help' as const;
-  const source = specSource(options.spec, env);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(source.text);
-  } catch (error) {
-    throw new Error(`${source.where} is not valid JSON: ${(error as Error).message}`);
-  }
-  const validated = validateTrainerSpec(raw);
-  if (!validated.ok) throw new Error(validated.problem);
-  return { options, spec: validated.spec, poison: parseLossPoison(env[POISON_ENV]) };
+  const spec = loadTrainerSpec(options.spec, env);
+  const placement = placementFromEnv(env, spec.backend);
+  return { options, spec, placement, poison: parseLossPoison(env[POISON_ENV]) };
 }
 
 function parseWorkerArgs(argv: string[]) {

@@ -21,6 +21,7 @@ import { S3Store } from '../storage/s3-store.js';
 import { Checkpointer, WORKER_STATE_FORMAT } from './checkpointer.js';
 import { initialLossGuardState } from './loss-guard.js';
 import { createNativeEngine } from './native-engine.js';
+import { placementFromEnv } from './ranks.js';
 
 const { values } = parseArgs({
   options: {
@@ -70,7 +71,7 @@ for (const preset of presets) {
     threads: 0,
     backend: 'cpu',
   } as unknown as TrainerSpec;
-  const engine = await createNativeEngine(spec);
+  const engine = await createNativeEngine(spec, placementFromEnv({}, 'cpu'));
   const scratch = await mkdtemp(join(tmpdir(), 'smolstage-bench-'));
   const uploads: number[] = [];
   const quiet = { info() {}, warn() {}, error() {} };

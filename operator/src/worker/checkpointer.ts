@@ -77,6 +77,11 @@ export class Checkpointer {
     private readonly keepLast: number,
     private readonly log: CheckpointLog,
     private readonly onCommitted: (snapshot: Snapshot, uploadMs: number) => void,
+    /**
+     * False on data-parallel ranks other than 0: they keep local snapshots (each rank's rewind
+     * point) and treat them as committed when rank 0's would be; only rank 0 writes the store.
+     */
+    private readonly uploads = true,
   ) {}
 
   /** A background upload failed past its retries; training must stop (Transient). */
@@ -124,15 +129,18 @@ export class Checkpointer {
       const started = performance.now();
       const { stage, step, final } = snapshot.state;
       try {
-        this.log.info('checkpoint upload started', { stage, step });
-        const files = await digestDirectory(snapshot.dir);
-        await commitCheckpoint(this.store, snapshot.dir, { stage, step, final }, files);
+        if (this.uploads) {
+          this.log.info('checkpoint upload started', { stage, step });
+          const files = await digestDirectory(snapshot.dir);
+          await commitCheckpoint(this.store, snapshot.dir, { stage, step, final }, files);
+        }
         const uploadMs = performance.now() - started;
         const previous = this.#committed;
         this.#committed = snapshot;
         if (previous !== null && previous.dir !== snapshot.dir)
           await rm(previous.dir, { recursive: true, force: true });
         this.onCommitted(snapshot, uploadMs);
+        if (!this.uploads) return;
         const deleted = await applyRetention(this.store, stage, this.keepLast, this.log);
         if (deleted.length > 0) this.log.info('retention removed old checkpoints', { stage, steps: deleted });
       } catch (error) {

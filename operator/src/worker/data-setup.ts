@@ -12,8 +12,12 @@ import type { SequenceStream } from './engine.js';
 
 export interface TrainingData {
   datasets: Record<string, TokenDataset>;
-  /** A stream for this stage, continuing from a saved sampler state when given. */
-  stream(state: unknown): SequenceStream;
+  /**
+   * This rank's stream for this stage, continuing from a saved sampler state when given. The
+   * state is the global one (every rank walks the same order and keeps it), so a stage resumes
+   * at another world size on the same data.
+   */
+  stream(state: unknown, ranks: { rank: number; worldSize: number }): SequenceStream;
   heldOut(): Record<string, Uint32Array>;
   close(): void;
 }
@@ -68,13 +72,15 @@ export async function openTrainingData(
   );
   return {
     datasets,
-    stream(state) {
+    stream(state, { rank, worldSize }) {
       const sampler = new MixtureSampler({
         datasets: Object.fromEntries(Object.keys(spec.mixture).map((n) => [n, datasets[n] as TokenDataset])),
         weights: spec.mixture,
         seqLen,
         seed: spec.seed,
         stage: spec.stage.name,
+        rank,
+        worldSize,
         ...(state === undefined || state === null ? {} : { state: state as SamplerState }),
         plannedSequences: plannedSteps * sequencesPerStep,
         onWarning: warn,
@@ -82,7 +88,8 @@ export async function openTrainingData(
       return {
         nextBatch: (n) => sampler.nextBatch(n),
         state: () => sampler.state(),
-        skip: (n) => sampler.skip(1, n),
+        // `n` counts global sequences; the sampler skips worldSize per count.
+        skip: (n) => sampler.skip(1, n / worldSize),
       };
     },
     heldOut() {

@@ -37,6 +37,6 @@ export interface SequenceStream {
   nextBatch(sequences: number): TokenBatch | Promise<TokenBatch>;
   /** JSON-serializable position, saved in each checkpoint. */
   state(): unknown;
-  /** Drops the next `sequences` sequences (the loss guard skipping a bad data window). */
+  /** Drops the next `sequences` sequences of the global order (the loss guard skipping a bad data window). */
   skip(sequences: number): void | Promise<void>;
 }

@@ -32,6 +32,7 @@ import type { BatchShape, SequenceStream, TrainingEngine } from './engine.js';
 import type { ChoiceTask } from './evaluation.js';
 import { Evaluator } from './evaluation.js';
 import { initialLossGuardState, type LossGuardState, observeLoss, stateAfterRewind } from './loss-guard.js';
+import { type RankPlacement, sequencesPerRank } from './ranks.js';
 import type { WorkerMetrics } from './telemetry.js';
 import { type LossPoison, poisonedLoss } from './test-hooks.js';
 
@@ -48,7 +49,9 @@ export interface WorkerOptions {
   workDir: string;
   log: WorkerLog;
   metrics: WorkerMetrics;
-  createEngine: (spec: TrainerSpec) => Promise<TrainingEngine>;
+  /** This process's rank in the stage's data-parallel job (a single rank: 0 of 1). */
+  placement: RankPlacement;
+  createEngine: (spec: TrainerSpec, placement: RankPlacement) => Promise<TrainingEngine>;
   loadTasks: (spec: TrainerSpec, workDir: string, env: NodeJS.ProcessEnv) => Promise<ChoiceTask[]>;
   /** How often to look for a stop request. */
   controlPollMs: number;
@@ -71,6 +74,9 @@ interface Position {
   guard: LossGuardState;
 }
 
+/** "No stop requested" in the stop-step agreement (every real step is smaller). */
+const NO_STOP = Number.MAX_SAFE_INTEGER;
+
 export function specHash(spec: TrainerSpec): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
@@ -86,13 +92,14 @@ export function classifyFailure(error: unknown): Outcome {
  * preemption, guard the loss. Returns the exit code and a one-line reason.
  */
 export async function runWorker(options: WorkerOptions): Promise<Outcome> {
-  const worker = new Worker(options);
+  let worker: Worker | undefined;
   try {
+    worker = new Worker(options);
     return await worker.run();
   } catch (error) {
     return classifyFailure(error);
   } finally {
-    await worker.close();
+    await worker?.close();
   }
 }
 
@@ -116,6 +123,7 @@ class Worker {
   private trainedThisAttempt = false;
   private pendingEvents: { type: string; message: string }[] = [];
   private lastTrain: MetricsRecord['train'] = { loss: Number.NaN, lr: 0, gradNorm: 0, tokPerSec: 0 };
+  private control: { stopAtStep: number | null; preempt: boolean } = { stopAtStep: null, preempt: false };
 
   constructor(private readonly options: WorkerOptions) {
     this.spec = options.spec;
@@ -123,10 +131,19 @@ class Worker {
     this.stage = options.spec.stage.name;
     const seqLen = this.spec.batch.sequenceLength;
     this.shape = {
-      batchSize: this.spec.batch.globalBatchTokens / seqLen,
+      batchSize: sequencesPerRank(this.spec.batch, options.placement.worldSize),
       microBatchSize: this.spec.batch.microBatchSize,
       seqLen,
     };
+  }
+
+  /** Rank 0 alone writes checkpoints, metrics and retention to the store and reads stop requests. */
+  private get leader(): boolean {
+    return this.options.placement.rank === 0;
+  }
+
+  private get ranks(): { rank: number; worldSize: number } {
+    return { rank: this.options.placement.rank, worldSize: this.options.placement.worldSize };
   }
 
   async run(): Promise<Outcome> {
@@ -139,16 +156,26 @@ class Worker {
     this.data = await openTrainingData(spec, options.env, options.workDir, (m) => this.log.warn(m));
     const tasks = await options.loadTasks(spec, options.workDir, dataEnvFor(spec, options.env));
     this.evaluator = new Evaluator(this.data.heldOut(), tasks, this.shape.seqLen, this.shape.microBatchSize);
-    this.engine = await options.createEngine(spec);
+    this.engine = await options.createEngine(spec, options.placement);
     this.checkpointer = new Checkpointer(
       this.store,
       join(options.workDir, 'snapshots'),
       spec.checkpoint.keepLast,
       this.log,
       (snapshot, uploadMs) => this.onCommitted(snapshot, uploadMs),
+      this.leader,
     );
 
     const restored = await this.restore();
+    if (this.ranks.worldSize > 1) {
+      // Every rank restored or initialized the same weights; a mismatch fails loudly, naming ranks.
+      await this.engine.verifyParameters();
+      // Each rank's rewind point must exist before any rewind: a fresh start keeps a local one.
+      if (this.checkpointer.lastCommitted === null)
+        this.checkpointer.adoptCommitted(
+          await this.checkpointer.snapshot(this.engine, this.currentState(false)),
+        );
+    }
     if (restored?.final && this.position.tokens >= spec.budget.stopAtTokens) {
       return {
         code: ExitCode.Finished,
@@ -156,7 +183,7 @@ class Worker {
       };
     }
     this.engine.setRopeTheta(spec.ropeTheta);
-    await this.startControlPolling();
+    if (this.leader) await this.startControlPolling();
     return await this.train();
   }
 
@@ -171,7 +198,7 @@ class Worker {
     await rm(restoreDir, { recursive: true, force: true });
     const skipped: string[] = [];
     const own = await restoreNewest(this.store, this.stage, restoreDir, this.log, {
-      uncommitDamaged: true,
+      uncommitDamaged: this.leader,
       onSkip: (dir, problem) => {
         skipped.push(dir);
         this.notice(
@@ -287,7 +314,7 @@ class Worker {
       sequencesDrawn: state.sequencesDrawn,
       guard: state.lossGuard,
     };
-    this.stream = this.requireData().stream(state.sampler);
+    this.stream = this.requireData().stream(state.sampler, this.ranks);
     this.checkpointer.adoptCommitted({ dir, state, stallMs: 0 });
     if (sameStage) this.options.metrics.lastCheckpointStep.set(state.step);
   }
@@ -315,7 +342,7 @@ class Worker {
       sequencesDrawn: 0,
       guard: initialLossGuardState(),
     };
-    this.stream = this.requireData().stream(undefined);
+    this.stream = this.requireData().stream(undefined, this.ranks);
   }
 
   private requireData(): TrainingData {
@@ -336,15 +363,15 @@ class Worker {
           reason: `stage ${this.stage} reached ${this.position.tokens} tokens at step ${this.position.step}`,
         };
       }
-      const stop = this.stopRequest;
-      if (stop !== null && this.position.step >= stop.stopAtStep) {
+      this.control = await this.agreeOnControl();
+      if (this.control.stopAtStep !== null && this.position.step >= this.control.stopAtStep) {
         await this.finalCheckpoint(true);
         return {
           code: ExitCode.StoppedOnRequest,
-          reason: `stopped at step ${this.position.step} on request (${stop.reason})`,
+          reason: `stopped at step ${this.position.step} on request (${this.stopRequest?.reason ?? 'as rank 0 was asked'})`,
         };
       }
-      if (this.options.preemption.requested) {
+      if (this.control.preempt) {
         await this.finalCheckpoint(false);
         return {
           code: ExitCode.Preempted,
@@ -358,12 +385,14 @@ class Worker {
       const result = await this.engine.step(batch.tokens, this.shape);
       const step = this.position.step + 1;
       const seconds = (performance.now() - started) / 1000;
-      const loss = poisonedLoss(result.loss, firstSequence, this.shape.batchSize, this.options.poison);
+      // Sequences are counted in the global order, so positions do not depend on the world size.
+      const globalBatch = this.shape.batchSize * this.ranks.worldSize;
+      const loss = poisonedLoss(result.loss, firstSequence, globalBatch, this.options.poison);
       this.position = {
         ...this.position,
         step,
         tokens: this.position.tokens + tokensPerStep,
-        sequencesDrawn: firstSequence + this.shape.batchSize,
+        sequencesDrawn: firstSequence + globalBatch,
       };
       this.lastTrain = { loss, lr: result.lr, gradNorm: result.gradNorm, tokPerSec: tokensPerStep / seconds };
       this.trainedThisAttempt = true;
@@ -398,9 +427,21 @@ class Worker {
       // The attempt's last step gets its checkpoint (marked final) from finalCheckpoint.
       const lastStep =
         this.position.tokens >= spec.budget.stopAtTokens ||
-        (this.stopRequest !== null && step >= this.stopRequest.stopAtStep);
+        (this.control.stopAtStep !== null && step >= this.control.stopAtStep);
       if (step % spec.checkpoint.everySteps === 0 && !lastStep) await this.checkpoint(false);
     }
+  }
+
+  /** The stop step and preemption every rank acts on: one all-reduce per step when distributed. */
+  private async agreeOnControl(): Promise<{ stopAtStep: number | null; preempt: boolean }> {
+    const stopAtStep = this.stopRequest?.stopAtStep ?? null;
+    const preempt = this.options.preemption.requested;
+    if (this.ranks.worldSize === 1) return { stopAtStep, preempt };
+    const [negatedStop = 0, anyPreempt = 0] = await this.engine.allReduce(
+      [-(stopAtStep ?? NO_STOP), preempt ? 1 : 0],
+      'max',
+    );
+    return { stopAtStep: -negatedStop === NO_STOP ? null : -negatedStop, preempt: anyPreempt > 0 };
   }
 
   private currentState(final: boolean): WorkerState {
@@ -419,6 +460,8 @@ class Worker {
 
   /** Snapshot now, upload in the background. */
   private async checkpoint(final: boolean): Promise<void> {
+    // Ranks whose weights drifted apart would commit one rank's model as everyone's: fail instead.
+    if (this.ranks.worldSize > 1) await this.engine.verifyParameters();
     const snapshot = await this.checkpointer.snapshot(this.engine, this.currentState(final));
     this.options.metrics.checkpointStall.observe(snapshot.stallMs / 1000);
     this.log.info('checkpoint snapshot taken', {
@@ -468,9 +511,10 @@ class Worker {
     let fromStep: number;
     let fromSequences: number;
     if (target === null) {
-      // No checkpoint yet: start over exactly as this attempt did.
+      // No checkpoint yet (a single rank: distributed ranks keep one from the start): start over
+      // exactly as this attempt did.
       this.engine.dispose();
-      this.engine = await this.options.createEngine(this.spec);
+      this.engine = await this.options.createEngine(this.spec, this.options.placement);
       await this.initialize();
       this.engine.setRopeTheta(this.spec.ropeTheta);
       fromStep = this.position.step;
@@ -479,7 +523,7 @@ class Worker {
     } else {
       await this.engine.loadState(target.dir);
       this.engine.setRopeTheta(this.spec.ropeTheta);
-      this.stream = this.requireData().stream(target.state.sampler);
+      this.stream = this.requireData().stream(target.state.sampler, this.ranks);
       fromStep = target.state.step;
       fromSequences = target.state.sequencesDrawn;
       this.position = {
@@ -511,6 +555,7 @@ class Worker {
     this.log.error('loss guard failed', { step: this.position.step, reason });
     await this.checkpointer.drain().catch(() => undefined);
     await this.drainMetrics().catch(() => undefined);
+    if (!this.leader) return;
     // Records past this step belong to trajectories the guard discarded; the failure must be last.
     const stale = await listMetricsSteps(this.store, this.stage, this.position.step);
     await this.store.delete(stale.map((step) => metricsKey(this.stage, step)));
@@ -546,6 +591,7 @@ class Worker {
       this.pendingEvents = [];
     }
     this.lastRecordStep = this.position.step;
+    if (!this.leader) return;
     this.metricsQueue = this.metricsQueue.then(async () => {
       if (this.metricsFailure !== null) return;
       try {
@@ -562,7 +608,7 @@ class Worker {
 
   private async writeRecord(record: MetricsRecord): Promise<void> {
     await this.drainMetrics();
-    await writeMetrics(this.store, record);
+    if (this.leader) await writeMetrics(this.store, record);
   }
 
   private async drainMetrics(): Promise<void> {

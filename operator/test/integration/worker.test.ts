@@ -18,6 +18,7 @@ import { checkpointDir, STATE_FILE } from '../../src/storage/layout.js';
 import { LocalStore } from '../../src/storage/local-store.js';
 import { readMetrics } from '../../src/storage/metrics.js';
 import { createNativeEngine } from '../../src/worker/native-engine.js';
+import { placementFromEnv } from '../../src/worker/ranks.js';
 import { loadChoiceTasks } from '../../src/worker/tasks.js';
 import { WorkerMetrics } from '../../src/worker/telemetry.js';
 import { runWorker } from '../../src/worker/worker.js';
@@ -387,7 +388,7 @@ describe('worker: the next stage', () => {
     assert.equal(code, ExitCode.BadConfiguration);
     assert.match(
       String(worker.lastLog()?.reason),
-      /resumeFrom checkpoints\/stage0\/step-000000010\/ has no committed checkpoint/,
+      /resumeFrom checkpoints\/stage0\/step-000000010\/ in s3:\/\/\S+ is not committed and stage0 has no intact committed checkpoint before it: restore the checkpoint.s files, or retrain stage0/,
     );
   });
 });
@@ -497,7 +498,7 @@ function otherTokenizer(path: string): string {
 
 describe('worker: bad configuration', () => {
   const cases: [string, (spec: TrainerSpec) => unknown, RegExp][] = [
-    ['a missing field', (s) => ({ ...s, model: undefined }), /invalid trainer spec: model is missing/],
+    ['a missing field', (s) => ({ ...s, model: undefined }), /invalid trainer spec: model: Required value/],
     [
       'an unknown dataset',
       (s) => ({ ...s, mixture: { prose: 0.5, wiki: 0.5 } }),
@@ -556,6 +557,7 @@ describe('worker: bad configuration', () => {
       const secret = 'not-the-secret-0123456789';
       const outcome = await runWorker({
         spec,
+        placement: placementFromEnv({}, 'cpu'),
         env: { SMOLSTAGE_S3_ACCESS_KEY: 'someone', SMOLSTAGE_S3_SECRET_KEY: secret },
         workDir: await mkdtemp(join(scratch, 'work-')),
         log: { info: () => {}, warn: () => {}, error: () => {} },
