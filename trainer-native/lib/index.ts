@@ -382,16 +382,19 @@ export class Trainer {
    * ranks that never came.
    *
    * A distributed trainer's contract for the caller (the worker):
-   * - Collective calls: `step`, `gradients`, `allReduce`, `verifyParameters`, `parameterChecksums`.
-   *   Every rank makes the same collective calls in the same order (with the same batch shape in
-   *   `step`); anything else deadlocks until the timeout.
+   * - Collective calls: `step`, `gradients`, `dpoStep`, `dpoGradients`, `allReduce`, `verifyParameters`,
+   *   `parameterChecksums`. Every rank makes the same collective calls in the same order (with the same
+   *   batch shape in `step`/`dpoStep`, and either every rank passes loss weights to `step` or none:
+   *   a weighted step all-reduces Σ weights first); anything else deadlocks until the timeout.
+   *   `resetOptimizer` is local but must run on every rank (it keeps the ranks' AdamW state equal).
    * - `step(tokens, {batchSize, …})` takes this rank's rows only: `batchSize` is the per-rank batch, so
    *   the global batch is batchSize × worldSize and rank r should get rows [r·batchSize, (r+1)·batchSize)
    *   of it (or the sampler's rank-r slice). The returned loss and gradNorm are global and identical on
    *   every rank, `tokens` counts all ranks, and every rank applies the same update, so parameters stay
    *   bit-identical.
-   * - `evalLoss`, `scoreChoices`, `logits` are local (no communication): shard the eval set by rank and
-   *   combine sums with `allReduce`, e.g. `allReduce(Float64Array.of(lossSum, tokenCount))`.
+   * - `evalLoss`, `scoreChoices`, `logits`, `sequenceLogProbs`, `generate` are local (no communication):
+   *   shard the eval set by rank and combine sums with `allReduce`, e.g.
+   *   `allReduce(Float64Array.of(lossSum, tokenCount))`.
    * - Checkpoints hold the full parameters on every rank and are world-size independent: rank 0 alone
    *   writes (`saveState`); to resume, every rank calls `loadState` on the same directory, then
    *   `verifyParameters()`. Call `verifyParameters()` before each checkpoint too: it rejects, naming the

@@ -226,6 +226,29 @@ TEST(cuda_cross_entropy) {
   }
 }
 
+TEST(cuda_cross_entropy_row_scale_and_attention_decode) {
+  Backends be;
+  {
+    const int rows = 7, vocab = 5000;
+    const std::vector<float> logits = random_floats(static_cast<size_t>(rows) * vocab, 42, 4.0);
+    MirrorIds targets(be, random_ids(rows, vocab, 43));
+    Mirror z(be, logits), losses(be, rows), scale(be, std::vector<float>{0.5f, 0.0f, -1.5f, 2.0f, 1e-3f, 1.0f, -0.25f});
+    be.cpu->cross_entropy(losses.c, z.c, targets.c, rows, vocab, 9.0f, scale.c, true);
+    be.gpu->cross_entropy(losses.g, z.g, targets.g, rows, vocab, 9.0f, scale.g, true);
+    expect_same(losses, 1e-5, "cross_entropy (row scale) losses");
+    expect_same(z, 1e-4, "cross_entropy (row scale) gradient");
+  }
+  const int H = 9, KV = 3, D = 64;
+  for (auto [past, n_new] : {std::pair{0, 37}, std::pair{50, 1}, std::pair{12, 5}}) {
+    const int len = past + n_new;
+    Mirror q(be, random_floats(static_cast<size_t>(n_new) * H * D, 44)), out(be, static_cast<size_t>(n_new) * H * D);
+    Mirror k(be, random_floats(static_cast<size_t>(len) * KV * D, 45)), v(be, random_floats(static_cast<size_t>(len) * KV * D, 46));
+    be.cpu->attention_decode(out.c, q.c, k.c, v.c, n_new, past, H, KV, D);
+    be.gpu->attention_decode(out.g, q.g, k.g, v.g, n_new, past, H, KV, D);
+    expect_same(out, 1e-5, "attention_decode");
+  }
+}
+
 TEST(cuda_reductions_and_updates) {
   Backends be;
   const size_t n = 1'000'003;
