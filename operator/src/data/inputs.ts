@@ -285,7 +285,7 @@ async function* jsonRecords(unit: WorkUnit, onBytes: (n: number) => void): Async
       reportRaw();
       const number = lineNumber;
       const where = async () =>
-        gzipped
+        gzipped || unit.start === 0
           ? `${unit.path} line ${number}`
           : `${unit.path} line ${await lineNumberAt(unit.path, offset)}`;
       let text: string;
