@@ -155,7 +155,10 @@ export function renderAttempt(
         image: trainer.image,
         command: ['smolstage', 'worker', '--spec', `${SPEC_MOUNT}/${SPEC_FILE}`],
         env,
-        ports: multiNode ? [{ name: 'rendezvous', containerPort: RENDEZVOUS_PORT }] : [],
+        ports: [
+          { name: 'metrics', containerPort: 9464 },
+          ...(multiNode ? [{ name: 'rendezvous', containerPort: RENDEZVOUS_PORT }] : []),
+        ],
         resources: { limits, requests },
         configMap: name,
         ...(multiNode ? { subdomain: name } : {}),
