@@ -461,11 +461,12 @@ class Worker {
   /** Snapshot now, upload in the background. */
   private async checkpoint(final: boolean): Promise<void> {
     // Ranks whose weights drifted apart would commit one rank's model as everyone's: fail instead.
-    if (this.ranks.worldSize > 1) await this.engine.verifyParameters();
+    const parameterHash = this.ranks.worldSize > 1 ? await this.engine.verifyParameters() : undefined;
     const snapshot = await this.checkpointer.snapshot(this.engine, this.currentState(final));
     this.options.metrics.checkpointStall.observe(snapshot.stallMs / 1000);
     this.log.info('checkpoint snapshot taken', {
       step: snapshot.state.step,
+      ...(parameterHash === undefined ? {} : { parameterHash }),
       stallMs: Math.round(snapshot.stallMs * 10) / 10,
       uploadsQueued: this.checkpointer.uploadsInFlight + 1,
     });
