@@ -105,7 +105,10 @@ describe('local runs that recover', () => {
     const failed = await smolstage(['run', 'full.yaml', '--dir', dir, '--threads', '1']);
     assert.equal(failed.code, 1, failed.stderr);
     const said = failed.stdout + failed.stderr;
-    assert.match(said, /no space left .*\(ENOSPC[^)]*\): free space (on the filesystem holding|on the disk being written)/);
+    assert.match(
+      said,
+      /no space left .*\(ENOSPC[^)]*\): free space (on the filesystem holding|on the disk being written)/,
+    );
     assert.doesNotMatch(said, /\n\s+at /, 'no stack trace');
     assert.deepEqual(temporary(dir), [], 'no temporary files left behind');
     assert.equal(existsSync(join(dir, 'run.lock')), false, 'the lock is released');
