@@ -18,6 +18,24 @@ export const TRAINER_SPEC_VERSION = 'smolstage.dev/trainer-spec/v1';
 /** Environment variable through which a pod hands the worker its spec (inline JSON or a file path). */
 export const TRAINER_SPEC_ENV = 'SMOLSTAGE_TRAINER_SPEC';
 
+/**
+ * The environment that places a worker in its stage's data-parallel job (worker/ranks.ts reads
+ * it; reconcile/render-job.ts and the local driver write it). JOB_COMPLETION_INDEX comes from
+ * the Indexed Job itself.
+ */
+export const RankEnv = {
+  numNodes: 'SMOLSTAGE_NUM_NODES',
+  gpusPerNode: 'SMOLSTAGE_GPUS_PER_NODE',
+  masterAddr: 'SMOLSTAGE_MASTER_ADDR',
+  masterPort: 'SMOLSTAGE_MASTER_PORT',
+  podIndex: 'JOB_COMPLETION_INDEX',
+  /** Ranks one pod (or local mode's one job process) starts; default one per GPU, or one on cpu. */
+  ranksPerPod: 'SMOLSTAGE_RANKS_PER_POD',
+  /** Set by the pod's worker for each rank it starts. */
+  localRank: 'SMOLSTAGE_LOCAL_RANK',
+  collectiveTimeoutSeconds: 'SMOLSTAGE_COLLECTIVE_TIMEOUT_SECONDS',
+} as const;
+
 /** The model architecture: one definition, in the native trainer that validates and builds it. */
 export type { ModelConfig };
 

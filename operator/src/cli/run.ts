@@ -24,7 +24,7 @@ const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_RUN = join(packageRoot, '..', 'examples', 'quickstart.yaml');
 const CLI_ENTRY = join(packageRoot, 'bin', 'smolstage.js');
 
-const USAGE = `usage: smolstage run [run.yaml] [--dir DIR] [--fresh] [--threads N]
+const USAGE = `usage: smolstage run [run.yaml] [--dir DIR] [--fresh] [--threads N] [--ranks N]
 
 Runs a TrainingRun on this machine (CPU, files on disk) with the operator's decision logic:
 stages, promotions, mixture adjustments, retries. Without a file it runs the CPU quickstart
@@ -35,12 +35,14 @@ where it stopped (Ctrl-C saves a checkpoint first).
                  (default: ./.smolstage/<run name>); s3://<bucket>/<key> inputs are read
                  from DIR/buckets/<bucket>/<key>
   --fresh        forget earlier progress in DIR (prepared data is kept)
-  --threads N    CPU threads per worker (default 0: all cores)
+  --threads N    CPU threads per rank (default 0: all cores, shared out among the ranks)
+  --ranks N      data-parallel CPU ranks (processes, Gloo over loopback; default 1); the
+                 global batch is split among them, the results are the same
 
 Exit codes: 0 the run succeeded, 1 it failed, 2 bad input, 130 interrupted (resumable).`;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { dir?: string; fresh?: boolean; threads?: string; help?: boolean };
+  let values: { dir?: string; fresh?: boolean; threads?: string; ranks?: string; help?: boolean };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -49,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
         dir: { type: 'string' },
         fresh: { type: 'boolean' },
         threads: { type: 'string' },
+        ranks: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -80,15 +83,18 @@ export async function run(argv: string[]): Promise<number> {
 
 async function runLocally(
   positionals: string[],
-  values: { dir?: string; fresh?: boolean; threads?: string },
+  values: { dir?: string; fresh?: boolean; threads?: string; ranks?: string },
 ): Promise<number> {
   if (positionals.length > 1) throw new RunFileError(`give at most one run file, got ${positionals.length}`);
   const threads = Number(values.threads ?? 0);
   if (!Number.isInteger(threads) || threads < 0)
     throw new RunFileError(`--threads must be a whole number (0 = all cores), got '${values.threads}'`);
+  const ranks = Number(values.ranks ?? 1);
+  if (!Number.isInteger(ranks) || ranks < 1 || ranks > 64)
+    throw new RunFileError(`--ranks must be a whole number from 1 to 64, got '${values.ranks}'`);
   const file = positionals[0] ?? DEFAULT_RUN;
   const started = Date.now();
-  const runSpec = await loadRunFile(file);
+  const runSpec = await loadRunFile(file, { ranks });
   const workDir = resolve(values.dir ?? join('.smolstage', runSpec.metadata.name));
   const display = new Display(process.stderr, process.stderr.isTTY === true);
   display.say(`smolstage run: ${runSpec.metadata.name} from ${file}; work directory ${workDir}`);

@@ -2,15 +2,14 @@
  * `smolstage worker --spec <file>`: the trainer pod's entrypoint. Runs one stage attempt and
  * exits with a code from api/failures.ts (documented in docs/worker.md).
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExitCode } from '../api/failures.js';
-import { TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
+import { RankEnv, TRAINER_SPEC_ENV } from '../api/trainer-spec.js';
 import { createNativeEngine } from '../worker/native-engine.js';
 import { launchLocalRanks } from '../worker/rank-launcher.js';
-import { LOCAL_RANK_ENV, placementFromEnv } from '../worker/ranks.js';
+import { placementFromEnv } from '../worker/ranks.js';
 import { loadTrainerSpec } from '../worker/spec.js';
 import { loadChoiceTasks } from '../worker/tasks.js';
 import { createLogger, serveMetrics, WorkerMetrics } from '../worker/telemetry.js';
@@ -64,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const { options, spec, placement, poison } = prepared;
   if (poison !== null) log.warn(`TEST-ONLY loss poisoning is active (${POISON_ENV})`, { poison });
-  if (placement.ranksPerPod > 1 && process.env[LOCAL_RANK_ENV] === undefined) {
+  if (placement.ranksPerPod > 1 && process.env[RankEnv.localRank] === undefined) {
     const code = await launchLocalRanks({
       argv: [
         ...(options.spec === undefined ? [] : ['--spec', options.spec]),

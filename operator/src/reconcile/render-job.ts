@@ -17,7 +17,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { DefaultedSpec } from '../api/defaults.js';
 import { ExitCode } from '../api/failures.js';
-import { TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
+import { RankEnv, TRAINER_SPEC_ENV, type TrainerSpec } from '../api/trainer-spec.js';
 import {
   Annotations,
   API_VERSION,
@@ -104,18 +104,18 @@ export function renderAttempt(
 
   const env: V1EnvVar[] = [
     ...podEnv(spec),
-    { name: 'SMOLSTAGE_NUM_NODES', value: String(trainer.nodes) },
-    { name: 'SMOLSTAGE_GPUS_PER_NODE', value: String(trainer.gpusPerNode) },
+    { name: RankEnv.numNodes, value: String(trainer.nodes) },
+    { name: RankEnv.gpusPerNode, value: String(trainer.gpusPerNode) },
   ];
   if (multiNode) {
     env.push(
-      { name: 'SMOLSTAGE_MASTER_ADDR', value: `${name}-0.${name}.${namespace}.svc` },
-      { name: 'SMOLSTAGE_MASTER_PORT', value: String(RENDEZVOUS_PORT) },
+      { name: RankEnv.masterAddr, value: `${name}-0.${name}.${namespace}.svc` },
+      { name: RankEnv.masterPort, value: String(RENDEZVOUS_PORT) },
     );
   }
 
-  const limits: Record<string, string> = { ...trainer.resources?.limits };
-  const requests: Record<string, string> = { ...trainer.resources?.requests };
+  const limits = quantities(trainer.resources?.limits);
+  const requests = quantities(trainer.resources?.requests);
   if (trainer.gpusPerNode > 0) {
     limits['nvidia.com/gpu'] = String(trainer.gpusPerNode);
     requests['nvidia.com/gpu'] = String(trainer.gpusPerNode);
@@ -292,8 +292,8 @@ export function renderExport(
     labels,
     ownerReferences: [ownerReference(run)],
   };
-  const { 'nvidia.com/gpu': _gpuLimit, ...limits } = spec.trainer.resources?.limits ?? {};
-  const { 'nvidia.com/gpu': _gpuRequest, ...requests } = spec.trainer.resources?.requests ?? {};
+  const limits = quantities(spec.trainer.resources?.limits);
+  const requests = quantities(spec.trainer.resources?.requests);
   return {
     configMap: {
       apiVersion: 'v1',
@@ -363,4 +363,9 @@ export function summarizeJob(job: V1Job): ObservedJob {
   }
   if (job.spec?.suspend === true) return { ...base, phase: 'Suspended' };
   return { ...base, phase: (job.status?.active ?? 0) > 0 ? 'Running' : 'Pending' };
+}
+
+/** Resource quantities as the pod spec takes them: strings (the CRD also admits integers). */
+function quantities(list: Record<string, string | number> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(list ?? {}).map(([name, value]) => [name, String(value)]));
 }

@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { LOCAL_RANK_ENV, type RankPlacement } from './ranks.js';
+import { RankEnv } from '../api/trainer-spec.js';
+import type { RankPlacement } from './ranks.js';
 
 export interface LaunchOptions {
   /** The worker's own arguments, without --work-dir and --metrics-port. */
@@ -41,7 +42,7 @@ export async function launchLocalRanks(o: LaunchOptions): Promise<number> {
         stdio: 'inherit',
         env: {
           ...o.env,
-          [LOCAL_RANK_ENV]: String(localRank),
+          [RankEnv.localRank]: String(localRank),
           CUDA_VISIBLE_DEVICES: visible?.[localRank] ?? String(localRank),
         },
       },

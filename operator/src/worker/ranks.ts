@@ -3,12 +3,12 @@
  * (one Indexed Job, a pod per node: JOB_COMPLETION_INDEX), the operator renders the shape
  * (SMOLSTAGE_NUM_NODES, SMOLSTAGE_GPUS_PER_NODE, SMOLSTAGE_MASTER_ADDR/PORT: pod 0 under the
  * attempt's headless Service), and a pod runs one rank per GPU — its worker starts the others
- * (SMOLSTAGE_LOCAL_RANK) — or one rank on the cpu backend.
+ * (SMOLSTAGE_LOCAL_RANK) — or one rank on the cpu backend. Local mode runs `--ranks` cpu ranks
+ * as one such pod (SMOLSTAGE_RANKS_PER_POD).
  */
 import { BadConfigurationError } from '../api/failures.js';
+import { RankEnv } from '../api/trainer-spec.js';
 
-export const LOCAL_RANK_ENV = 'SMOLSTAGE_LOCAL_RANK';
-export const COLLECTIVE_TIMEOUT_ENV = 'SMOLSTAGE_COLLECTIVE_TIMEOUT_SECONDS';
 const DEFAULT_MASTER_PORT = 29500;
 const DEFAULT_TIMEOUT_SECONDS = 300;
 
@@ -34,12 +34,12 @@ function whole(env: NodeJS.ProcessEnv, name: string, fallback: number, min: numb
 }
 
 export function placementFromEnv(env: NodeJS.ProcessEnv, backend: 'cpu' | 'cuda'): RankPlacement {
-  const nodes = whole(env, 'SMOLSTAGE_NUM_NODES', 1, 1, 100000);
-  const gpus = whole(env, 'SMOLSTAGE_GPUS_PER_NODE', 0, 0, 64);
-  const ranksPerPod = backend === 'cuda' ? Math.max(1, gpus) : 1;
-  const podIndex = whole(env, 'JOB_COMPLETION_INDEX', 0, 0, nodes - 1);
-  const localRank = whole(env, LOCAL_RANK_ENV, 0, 0, ranksPerPod - 1);
-  const masterAddr = env.SMOLSTAGE_MASTER_ADDR ?? '';
+  const nodes = whole(env, RankEnv.numNodes, 1, 1, 100000);
+  const gpus = whole(env, RankEnv.gpusPerNode, 0, 0, 64);
+  const ranksPerPod = whole(env, RankEnv.ranksPerPod, backend === 'cuda' ? Math.max(1, gpus) : 1, 1, 1024);
+  const podIndex = whole(env, RankEnv.podIndex, 0, 0, nodes - 1);
+  const localRank = whole(env, RankEnv.localRank, 0, 0, ranksPerPod - 1);
+  const masterAddr = env[RankEnv.masterAddr] ?? '';
   if (nodes > 1 && masterAddr === '')
     throw new BadConfigurationError(
       `SMOLSTAGE_MASTER_ADDR is not set but SMOLSTAGE_NUM_NODES is ${nodes}: the ranks need pod 0's address to meet`,
@@ -50,8 +50,8 @@ export function placementFromEnv(env: NodeJS.ProcessEnv, backend: 'cpu' | 'cuda'
     ranksPerPod,
     localRank,
     masterAddr: masterAddr === '' ? '127.0.0.1' : masterAddr,
-    masterPort: whole(env, 'SMOLSTAGE_MASTER_PORT', DEFAULT_MASTER_PORT, 1, 65535),
-    timeoutMs: whole(env, COLLECTIVE_TIMEOUT_ENV, DEFAULT_TIMEOUT_SECONDS, 1, 86400) * 1000,
+    masterPort: whole(env, RankEnv.masterPort, DEFAULT_MASTER_PORT, 1, 65535),
+    timeoutMs: whole(env, RankEnv.collectiveTimeoutSeconds, DEFAULT_TIMEOUT_SECONDS, 1, 86400) * 1000,
   };
 }
 

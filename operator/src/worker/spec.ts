@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { schemaProblems } from '../api/admission.js';
+import { jsonProblem } from '../api/failures.js';
 import { DATASET_NAME, TRAINER_SPEC_ENV, type TrainerSpec, trainerSpecSchema } from '../api/trainer-spec.js';
 import { parseCheckpointKey, prefixProblem } from '../storage/layout.js';
 
@@ -33,8 +34,7 @@ export function loadTrainerSpec(specPath: string | undefined, env: NodeJS.Proces
   try {
     raw = JSON.parse(source.text);
   } catch (error) {
-    const at = /at position \d+/.exec((error as Error).message)?.[0];
-    throw new Error(`${source.where} is not valid JSON${at === undefined ? '' : ` (${at})`}`);
+    throw new Error(`${source.where} is ${jsonProblem(error)}`);
   }
   const validated = validateTrainerSpec(raw);
   if (!validated.ok) throw new Error(validated.problem);

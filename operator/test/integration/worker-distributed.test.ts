@@ -8,13 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { CONTROL_STOP_VERSION, stopRequestKey } from '../../src/api/control-request.js';
 import { ExitCode } from '../../src/api/failures.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
+import { freePort } from '../../src/drivers/local/driver.js';
 import { listCommitted } from '../../src/storage/checkpoints.js';
 import {
   prepareTinyData,
@@ -33,17 +33,6 @@ before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'smolstage-dp-test-'));
   data = await prepareTinyData();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 /** 8 sequences of 32 per step (2 per micro-batch): 8, 4 or 2 per rank at 1, 2 or 4 ranks. */
 function dpSpec(run: string, steps: number): TrainerSpec {

@@ -6,10 +6,12 @@
  * store's committed checkpoints and metrics, so a rerun after Ctrl-C or kill -9 resumes there.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import winston from 'winston';
 import { classifyFailure, diskFull, ExitCode } from '../../api/failures.js';
-import type { StorageSpec, TrainerSpec } from '../../api/trainer-spec.js';
+import { RankEnv, type StorageSpec, type TrainerSpec } from '../../api/trainer-spec.js';
 import { Reason, type StageStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
 import type { Action, Decision, Observed } from '../../reconcile/observed.js';
@@ -151,10 +153,10 @@ export class LocalDriver {
       this.state.run.status = decision.runStatus;
       await writeState(this.statePath(), this.state);
       if (this.stopping) return this.shutDown();
-      for (const job of toStart) this.startWorker(job);
+      for (const job of toStart) await this.startWorker(job);
       // A job that is Running without a worker (the last one was preempted, or this is a rerun) gets one.
       for (const job of this.state.jobs)
-        if (job.phase === 'Running' && !this.workers.has(job.name)) this.startWorker(job);
+        if (job.phase === 'Running' && !this.workers.has(job.name)) await this.startWorker(job);
       const phase = decision.runStatus.phase;
       if ((phase === 'Succeeded' || phase === 'Failed' || phase === 'Suspended') && this.workers.size === 0) {
         this.o.display.endProgress();
@@ -298,7 +300,7 @@ export class LocalDriver {
         ...spec.evaluation,
         tasks: spec.evaluation.tasks.map((t) => ({ name: t.name, uri: inputs.tasks[t.name] as string })),
       },
-      threads: this.o.threads,
+      threads: this.threadsPerRank(),
       backend: 'cpu',
     };
     const dir = this.jobDir(jobName);
@@ -306,18 +308,41 @@ export class LocalDriver {
     await writeFile(specFile(dir), `${JSON.stringify(local, null, 2)}\n`);
   }
 
+  /** Ranks of every stage attempt: the run's (local) trainer.nodes, set from --ranks. */
+  private get ranks(): number {
+    return this.state.run.spec.trainer.nodes ?? 1;
+  }
+
+  /** --threads, or this machine's cores shared out among the ranks. */
+  private threadsPerRank(): number {
+    if (this.o.threads > 0 || this.ranks === 1) return this.o.threads;
+    return Math.max(1, Math.floor(availableParallelism() / this.ranks));
+  }
+
   private jobDir(jobName: string): string {
     return join(this.o.workDir, 'jobs', jobName);
   }
 
-  private startWorker(job: LocalJob): void {
+  private async startWorker(job: LocalJob): Promise<void> {
+    const port = this.ranks > 1 ? await freePort() : 0;
     const worker = spawnWorker({
       cliEntry: this.o.cliEntry,
       jobDir: this.jobDir(job.name),
       scratchDir: join(this.o.workDir, 'scratch'),
       controlPollMs: this.o.controlPollMs ?? 500,
       command: job.export === true ? 'export' : 'worker',
-      env: this.o.env ?? process.env,
+      env: {
+        ...(this.o.env ?? process.env),
+        // One job process stands for the one pod, starting the ranks (worker/rank-launcher.ts).
+        ...(job.export === true || this.ranks === 1
+          ? {}
+          : {
+              [RankEnv.numNodes]: '1',
+              [RankEnv.ranksPerPod]: String(this.ranks),
+              [RankEnv.masterAddr]: '127.0.0.1',
+              [RankEnv.masterPort]: String(port),
+            }),
+      },
       onNotice: (line) => this.o.display.say(`NOTE      ${job.name}: ${line}`),
       onStep: (line) => {
         const previous = this.live.get(job.stage);
@@ -456,4 +481,16 @@ function signalGroup(worker: RunningWorker, signal: NodeJS.Signals): void {
 function isErrno(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^E[A-Z]+$/.test(code);
+}
+
+/** A TCP port free on loopback now, for a job's rendezvous. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
 }

@@ -24,7 +24,12 @@ const LOCAL_TRAINER = { image: 'local', gpusPerNode: 0 };
 /** Aliases a run file may use; more is a billion-laughs document, not a training run. */
 const MAX_ALIASES = 100;
 
-export async function loadRunFile(path: string): Promise<TrainingRun> {
+/** Local mode trains on this machine's CPUs: `ranks` data-parallel ranks, whatever the file's pods and GPUs. */
+export interface LocalPlacement {
+  ranks: number;
+}
+
+export async function loadRunFile(path: string, local: LocalPlacement = { ranks: 1 }): Promise<TrainingRun> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -33,11 +38,11 @@ export async function loadRunFile(path: string): Promise<TrainingRun> {
     if (code === 'ENOENT') throw new RunFileError(`run file ${path} does not exist`);
     throw new RunFileError(`cannot read run file ${path}: ${(error as Error).message}`);
   }
-  return parseRunText(text, path);
+  return parseRunText(text, path, local);
 }
 
 /** Pure: the run in `text`, or a RunFileError listing what is wrong (never quoting the text). */
-export function parseRunText(text: string, where: string): TrainingRun {
+export function parseRunText(text: string, where: string, local: LocalPlacement = { ranks: 1 }): TrainingRun {
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   if (document.errors.length > 0) {
     const first = document.errors[0] as YAMLError;
@@ -53,7 +58,15 @@ export function parseRunText(text: string, where: string): TrainingRun {
     value.spec.storage ??= structuredClone(LOCAL_STORAGE);
     value.spec.trainer ??= structuredClone(LOCAL_TRAINER);
   }
-  const reasons = validateRun(value as TrainingRun);
+  // As the API server would see the file; then (batch geometry included) as it will run here.
+  let reasons = validateRun(value as TrainingRun);
+  if (reasons.length === 0) {
+    const run = value as TrainingRun;
+    run.spec.trainer = { ...run.spec.trainer, nodes: local.ranks, gpusPerNode: 0 };
+    reasons = validateRun(run).map(
+      (r) => `${r} (running on ${local.ranks} local CPU rank${local.ranks === 1 ? '' : 's'})`,
+    );
+  }
   if (reasons.length > 0)
     throw new RunFileError(`${where} failed validation:\n${reasons.map((r) => `  - ${r}`).join('\n')}`);
   return value as TrainingRun;
