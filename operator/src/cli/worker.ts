@@ -62,6 +62,8 @@ export async function run(argv: string[]): Promise<number> {
     return fail(ExitCode.BadConfiguration, (error as Error).message);
   }
   const { options, spec, placement, poison } = prepared;
+  // Several ranks may share one log (local mode, a pod's GPUs): each line says whose it is.
+  if (placement.worldSize > 1) log.defaultMeta = { rank: placement.rank };
   if (poison !== null) log.warn(`TEST-ONLY loss poisoning is active (${POISON_ENV})`, { poison });
   if (placement.ranksPerPod > 1 && process.env[RankEnv.localRank] === undefined) {
     const code = await launchLocalRanks({

@@ -26,6 +26,7 @@ export type TrainingEngine = Pick<
   | 'verifyParameters'
   | 'rank'
   | 'worldSize'
+  | 'communicatorInfo'
 >;
 
 export interface TokenBatch {

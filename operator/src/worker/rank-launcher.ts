@@ -35,8 +35,8 @@ export async function launchLocalRanks(o: LaunchOptions): Promise<number> {
         ...o.argv,
         '--work-dir',
         rankWorkDir(o.workDir, localRank),
-        '--metrics-port',
-        String(localRank === 0 ? o.metricsPort : -1),
+        // `=`: a negative port (disabled) would read as an option of its own.
+        `--metrics-port=${localRank === 0 ? o.metricsPort : -1}`,
       ],
       {
         stdio: 'inherit',

@@ -157,6 +157,8 @@ class Worker {
     const tasks = await options.loadTasks(spec, options.workDir, dataEnvFor(spec, options.env));
     this.evaluator = new Evaluator(this.data.heldOut(), tasks, this.shape.seqLen, this.shape.microBatchSize);
     this.engine = await options.createEngine(spec, options.placement);
+    if (this.ranks.worldSize > 1)
+      this.log.info('joined the data-parallel job', { communicator: this.engine.communicatorInfo });
     this.checkpointer = new Checkpointer(
       this.store,
       join(options.workDir, 'snapshots'),

@@ -169,6 +169,29 @@ describe('smolstage run', () => {
     assert.match(result.stdout, /one\s+Completed/);
   });
 
+  it('--ranks 2 trains every stage on two data-parallel CPU ranks, and refuses a batch they cannot split', async () => {
+    const dir = join(root, 'ranks');
+    const twoPerRank = (name: string) =>
+      runYaml(name, '5K').replace('microBatchSize: 8', 'microBatchSize: 4');
+    await writeFile(join(root, 'ranks.yaml'), twoPerRank('ranks'));
+    const result = await smolstage(['ranks.yaml', '--dir', dir, '--ranks', '2']).done;
+    assert.equal(result.code, 0, result.stderr);
+    const state = readState(dir);
+    assert.equal(state.run.status?.phase, 'Succeeded');
+    assert.equal(state.run.spec.trainer.nodes, 2);
+    const log = readFileSync(join(dir, 'jobs', 'ranks-one-a1', 'worker.log'), 'utf8');
+    assert.match(log, /"rank":1/, 'rank 1 trained too');
+    assert.match(log, /gloo/, 'through the Gloo communicator');
+
+    await writeFile(join(root, 'ranks3.yaml'), twoPerRank('ranks3'));
+    const refused = await smolstage(['ranks3.yaml', '--dir', join(root, 'ranks3'), '--ranks', '3']).done;
+    assert.equal(refused.code, 2);
+    assert.match(
+      refused.stderr,
+      /globalBatchTokens 512 is not a multiple of sequenceLength 64 × microBatchSize 4 × 3 devices \(768\).*\(running on 3 local CPU ranks\)/,
+    );
+  });
+
   it('resumes after kill -9 from the last committed checkpoint without repeating a promotion', async () => {
     const dir = join(root, 'killed');
     await writeFile(join(root, 'killed.yaml'), runYaml('killed', '200K'));

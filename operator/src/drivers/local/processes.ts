@@ -149,6 +149,8 @@ export function spawnWorker(o: SpawnOptions): RunningWorker {
       if (!line.startsWith('{')) continue;
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
+        // With several ranks the log holds each line once per rank; rank 0's speak for all.
+        if (typeof entry.rank === 'number' && entry.rank !== 0) continue;
         if (entry.message === 'step' && typeof entry.step === 'number')
           o.onStep(entry as unknown as StepLine);
         const notice = noticeOf(entry);
