@@ -1,5 +1,5 @@
 import type { ModelConfig } from '@smolstage/trainer-native';
-import { modelConfigFields } from './crd-schema.js';
+import { modelConfigFields, promotionCondition } from './crd-schema.js';
 import { arr, type In, int, map, num, obj, oneOf, orNull, str, typed } from './schema-builder.js';
 import { DECAY_SHAPES, NameLimits, OBJECTIVES } from './types.js';
 
@@ -169,6 +169,13 @@ export const trainerSpecSchema = obj(
       { required: ['betas', 'eps', 'weightDecay', 'gradClip'] },
     ),
     schedule: scheduleSchema,
+    promotion: obj(
+      'The stage’s metric conditions: the worker evaluates them after every evaluation and ends the stage at the step they first hold (budget.stopAtTokens caps it otherwise).',
+      {
+        anyOf: arr('Promote when any condition holds.', promotionCondition),
+        allOf: arr('Promote when every condition holds.', promotionCondition),
+      },
+    ),
     budget: obj(
       'Cumulative run tokens at which this stage starts and at which it must stop.',
       { startTokens: index('Start.'), stopAtTokens: count('Stop.') },

@@ -5,7 +5,14 @@
  * is consumed anyway — and the decision then says the conditions were not met.
  */
 import { formatTokens, tokensOf } from '../api/quantity.js';
-import { type MetricObservation, type PromotionReason, Reason, type StageTemplate } from '../api/types.js';
+import {
+  type MetricObservation,
+  type PromotionCondition,
+  type PromotionReason,
+  type PromotionSpec,
+  Reason,
+  type StageTemplate,
+} from '../api/types.js';
 import { describeComparison, describeObservation, holds, observe } from './metric-comparison.js';
 
 export interface PromotionInput {
@@ -43,22 +50,15 @@ export function decidePromotion({ stage, trainedTokens, latest }: PromotionInput
     };
   }
 
-  const evaluated = conditions.map((c) => {
-    const observation = observe(c, latest);
-    const effective = trainedTokens >= tokensOf(c.afterTokens ?? 0);
-    return { condition: c, observation, counts: effective && observation !== null && holds(observation) };
+  const met = metricConditionsMet({
+    stage: stage.name,
+    promotion: stage.promotion ?? {},
+    trainedTokens,
+    latest,
   });
-  const met = mode === 'anyOf' ? evaluated.some((e) => e.counts) : evaluated.every((e) => e.counts);
-  if (met) {
-    const observations = evaluated.filter((e) => e.counts).map((e) => e.observation as MetricObservation);
-    return {
-      promote: true,
-      reason: Reason.MetricThresholdMet,
-      message: `${stage.name}: ${observations.map(describeObservation).join(mode === 'anyOf' ? ' or ' : ' and ')} after ${formatTokens(trainedTokens)} tokens`,
-      observations,
-    };
-  }
+  if (met.promote) return met;
 
+  const evaluated = evaluateConditions(conditions, trainedTokens, latest);
   const cap = stageTokenCap(stage);
   if (trainedTokens < cap) return { promote: false };
   const observations = evaluated.flatMap((e) => (e.observation === null ? [] : [e.observation]));
@@ -73,6 +73,46 @@ export function decidePromotion({ stage, trainedTokens, latest }: PromotionInput
     promote: true,
     reason: Reason.MaxTokensReached,
     message: `${stage.name} reached its cap of ${formatTokens(cap)} tokens without ${unmet.join(mode === 'anyOf' ? ' or ' : ' and ')}; promoting anyway`,
+    observations,
+  };
+}
+
+function evaluateConditions(
+  conditions: PromotionCondition[],
+  trainedTokens: number,
+  latest: Record<string, number>,
+) {
+  return conditions.map((c) => {
+    const observation = observe(c, latest);
+    const effective = trainedTokens >= tokensOf(c.afterTokens ?? 0);
+    return { condition: c, observation, counts: effective && observation !== null && holds(observation) };
+  });
+}
+
+/**
+ * Whether a stage's metric conditions hold now — MetricThresholdMet, or no promotion. The worker
+ * asks this itself after each evaluation and ends the stage at that very step (so where a stage
+ * ends depends on the metrics only, never on when the operator reads them); the operator's
+ * decidePromotion gives the same answer from the same record.
+ */
+export function metricConditionsMet(input: {
+  stage: string;
+  promotion: Pick<PromotionSpec, 'anyOf' | 'allOf'>;
+  trainedTokens: number;
+  latest: Record<string, number>;
+}): PromotionVerdict {
+  const mode =
+    input.promotion.anyOf !== undefined ? 'anyOf' : input.promotion.allOf !== undefined ? 'allOf' : null;
+  const conditions = input.promotion.anyOf ?? input.promotion.allOf ?? [];
+  if (mode === null || conditions.length === 0) return { promote: false };
+  const evaluated = evaluateConditions(conditions, input.trainedTokens, input.latest);
+  const met = mode === 'anyOf' ? evaluated.some((e) => e.counts) : evaluated.every((e) => e.counts);
+  if (!met) return { promote: false };
+  const observations = evaluated.filter((e) => e.counts).map((e) => e.observation as MetricObservation);
+  return {
+    promote: true,
+    reason: Reason.MetricThresholdMet,
+    message: `${input.stage}: ${observations.map(describeObservation).join(mode === 'anyOf' ? ' or ' : ' and ')} after ${formatTokens(input.trainedTokens)} tokens`,
     observations,
   };
 }

@@ -70,6 +70,8 @@ export function renderTrainerSpec(l: StageLaunch): TrainerSpec {
       stageStartStep: l.startStep,
       startedAt: l.startedAt,
     }),
+    ...(stage.promotion?.anyOf !== undefined ? { promotion: { anyOf: stage.promotion.anyOf } } : {}),
+    ...(stage.promotion?.allOf !== undefined ? { promotion: { allOf: stage.promotion.allOf } } : {}),
     budget: { startTokens: l.startTokens, stopAtTokens: l.startTokens + stageTokenCap(stage) },
     resumeFrom: l.resumeFrom,
     checkpoint: { everySteps: spec.checkpoint.everySteps, keepLast: spec.checkpoint.keepLast },

@@ -10,6 +10,7 @@ import {
 } from '../api/failures.js';
 import type { MetricsRecord } from '../api/metrics-record.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
+import { metricConditionsMet } from '../policy/promotion.js';
 import {
   CheckpointCorruptError,
   downloadCheckpoint,
@@ -425,7 +426,16 @@ class Worker {
       m.lr.set(result.lr);
       m.tokensPerSecond.set(this.lastTrain.tokPerSec);
 
-      if (step % spec.evaluation.everySteps === 0) await this.evaluateAndRecord();
+      if (step % spec.evaluation.everySteps === 0) {
+        const promoted = this.promotionMet(await this.evaluateAndRecord());
+        if (promoted !== null) {
+          await this.finalCheckpoint(true);
+          return {
+            code: ExitCode.Finished,
+            reason: `stage ${this.stage} promoted at step ${step}: ${promoted}`,
+          };
+        }
+      }
       // The attempt's last step gets its checkpoint (marked final) from finalCheckpoint.
       const lastStep =
         this.position.tokens >= spec.budget.stopAtTokens ||
@@ -569,10 +579,37 @@ class Worker {
     });
   }
 
-  private async evaluateAndRecord(): Promise<void> {
+  private async evaluateAndRecord(): Promise<Record<string, number>> {
     const evalResults = await this.evaluator.run(this.engine);
     this.log.info('evaluation', { step: this.position.step, ...evalResults });
     await this.record(evalResults);
+    return evalResults;
+  }
+
+  /**
+   * The stage's metric conditions on this step's record, as the operator will read it (the
+   * same pure policy): the promotion message when they hold, else null.
+   */
+  private promotionMet(evalResults: Record<string, number>): string | null {
+    const promotion = this.spec.promotion;
+    if (promotion === undefined) return null;
+    const { loss, lr, gradNorm, tokPerSec } = this.lastTrain;
+    const latest = Object.fromEntries(
+      Object.entries({
+        'train.loss': loss,
+        'train.lr': lr,
+        'train.gradNorm': gradNorm,
+        'train.tokPerSec': tokPerSec,
+        ...evalResults,
+      }).filter(([, value]) => Number.isFinite(value)),
+    );
+    const verdict = metricConditionsMet({
+      stage: this.stage,
+      promotion,
+      trainedTokens: this.position.tokens - this.spec.budget.startTokens,
+      latest,
+    });
+    return verdict.promote ? verdict.message : null;
   }
 
   private baseRecord(step: number): MetricsRecord {
