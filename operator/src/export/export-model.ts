@@ -12,7 +12,7 @@ import { publishExport, readExportManifest } from '../storage/exports.js';
 import { checkAccess, createRunStore, type StoreOptions } from '../storage/factory.js';
 import { checkpointDir, parseCheckpointKey, type StageStep } from '../storage/layout.js';
 import { ObjectNotFoundError, type ObjectStore } from '../storage/object-store.js';
-import { tokenizerFile } from '../worker/data-setup.js';
+import { dataEnvFor, tokenizerFile } from '../worker/data-setup.js';
 import { classifyFailure, type Outcome, type WorkerLog } from '../worker/worker.js';
 import { convertCheckpoint } from './convert.js';
 import { type ExportDtype, tokenizerConfigFile } from './hf-files.js';
@@ -45,11 +45,13 @@ export async function exportModel(o: ExportOptions): Promise<Outcome> {
       throw new BadConfigurationError('export needs tokenizer.uri: the model ships with its tokenizer.json');
     const scratch = join(o.workDir, 'export');
     await rm(scratch, { recursive: true, force: true });
-    const tokenizer = await tokenizerFile(o.spec.tokenizer.uri, join(scratch, 'tokenizer'), o.env);
+    // s3:// inputs are on the run's endpoint unless SMOLSTAGE_S3_ENDPOINT says otherwise, as for the worker.
+    const inputEnv = dataEnvFor(o.spec, o.env);
+    const tokenizer = await tokenizerFile(o.spec.tokenizer.uri, join(scratch, 'tokenizer'), inputEnv);
     const tokenizerConfig = await tokenizerConfigFile(
       o.spec.tokenizer.uri,
       join(scratch, 'tokenizer'),
-      o.env,
+      inputEnv,
     );
     try {
       await downloadCheckpoint(store, checkpoint, join(scratch, 'checkpoint'));
