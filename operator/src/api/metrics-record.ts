@@ -8,7 +8,14 @@ export interface MetricsRecord {
   tokens: number;
   stage: string;
   time: string;
-  train: { loss: number; lr: number; gradNorm: number; tokPerSec: number };
+  train: {
+    loss: number;
+    lr: number;
+    gradNorm: number;
+    tokPerSec: number;
+    /** DPO stages: TRL's rewards of this step's pairs (`train.rewards.*`). */
+    rewards?: { chosen: number; rejected: number; accuracies: number; margins: number };
+  };
   /**
    * Evaluation results keyed by stable metric name: `eval.<dataset>.loss`, `eval.<task>.acc`,
    * `eval.<task>.acc_norm`. Empty when this step ran no evaluation.

@@ -26,6 +26,10 @@ export function summarizeMetrics(
       ['train.lr', record.train.lr],
       ['train.gradNorm', record.train.gradNorm],
       ['train.tokPerSec', record.train.tokPerSec],
+      ...Object.entries(record.train.rewards ?? {}).map(([k, v]): [string, number] => [
+        `train.rewards.${k}`,
+        v,
+      ]),
       ...Object.entries(record.eval),
     ];
     for (const [metric, value] of values) {
@@ -49,5 +53,6 @@ export function summarizeMetrics(
 export function betterDirection(metric: string): 'lower' | 'higher' | null {
   if (metric.endsWith('.loss')) return 'lower';
   if (metric.endsWith('.acc') || metric.endsWith('.acc_norm')) return 'higher';
+  if (metric.endsWith('.rewards.accuracies') || metric.endsWith('.rewards.margins')) return 'higher';
   return null;
 }

@@ -5,10 +5,27 @@ import { BadConfigurationError, DataInputError, parseJsonText } from '../api/fai
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { openDataset, type TokenDataset } from '../data/dataset.js';
 import { parseLocation, S3_ENDPOINT_ENV, S3_REGION_ENV, s3Store } from '../data/locations.js';
-import { heldOutSequences, MixtureSampler, type SamplerState } from '../data/sampler.js';
+import { datasetKind } from '../data/manifest.js';
+import {
+  type ExampleBatch,
+  ExampleSampler,
+  heldOutExamples,
+  heldOutPairs,
+  heldOutSequences,
+  MixtureSampler,
+  type PairBatch,
+  PairSampler,
+  type SamplerState,
+} from '../data/sampler.js';
 import { tokenizerHash } from '../data/tokenizer.js';
 import { ObjectNotFoundError } from '../storage/object-store.js';
 import type { SequenceStream } from './engine.js';
+
+/** A held-out set by the kind of its dataset: text windows, chat conversations, preference pairs. */
+export type HeldOut =
+  | { kind: 'text'; rows: Uint32Array }
+  | { kind: 'chat'; batch: ExampleBatch }
+  | { kind: 'preference'; pairs: PairBatch };
 
 export interface TrainingData {
   datasets: Record<string, TokenDataset>;
@@ -18,7 +35,7 @@ export interface TrainingData {
    * at another world size on the same data.
    */
   stream(state: unknown, ranks: { rank: number; worldSize: number }): SequenceStream;
-  heldOut(): Record<string, Uint32Array>;
+  heldOut(): Record<string, HeldOut>;
   close(): void;
 }
 
@@ -73,7 +90,7 @@ export async function openTrainingData(
   return {
     datasets,
     stream(state, { rank, worldSize }) {
-      const sampler = new MixtureSampler({
+      const options = {
         datasets: Object.fromEntries(Object.keys(spec.mixture).map((n) => [n, datasets[n] as TokenDataset])),
         weights: spec.mixture,
         seqLen,
@@ -84,7 +101,13 @@ export async function openTrainingData(
         ...(state === undefined || state === null ? {} : { state: state as SamplerState }),
         plannedSequences: plannedSteps * sequencesPerStep,
         onWarning: warn,
-      });
+      };
+      const sampler =
+        spec.objective === 'sft'
+          ? new ExampleSampler(options)
+          : spec.objective === 'dpo'
+            ? new PairSampler(options)
+            : new MixtureSampler(options);
       return {
         nextBatch: (n) => sampler.nextBatch(n),
         state: () => sampler.state(),
@@ -93,11 +116,17 @@ export async function openTrainingData(
       };
     },
     heldOut() {
+      const count = spec.evaluation.heldOutSequences;
       return Object.fromEntries(
-        spec.evaluation.heldOutLoss.map((n) => [
-          n,
-          heldOutSequences(datasets[n] as TokenDataset, seqLen, spec.evaluation.heldOutSequences),
-        ]),
+        spec.evaluation.heldOutLoss.flatMap((n): [string, HeldOut][] => {
+          const dataset = datasets[n] as TokenDataset;
+          const kind = datasetKind(dataset.manifest);
+          if (kind === 'text') return [[n, { kind, rows: heldOutSequences(dataset, seqLen, count) }]];
+          if (kind === 'chat') return [[n, { kind, batch: heldOutExamples(dataset, seqLen, count, n) }]];
+          // DPO's loss and rewards need a reference model: only a dpo stage measures them.
+          if (spec.objective !== 'dpo') return [];
+          return [[n, { kind, pairs: heldOutPairs(dataset, seqLen, count, n) }]];
+        }),
       );
     },
     close() {

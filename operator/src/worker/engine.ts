@@ -27,15 +27,28 @@ export type TrainingEngine = Pick<
   | 'rank'
   | 'worldSize'
   | 'communicatorInfo'
+  | 'sequenceLogProbs'
+  | 'dpoStep'
+  | 'resetOptimizer'
 >;
 
+/** Rows of seqLen + 1 token ids; SFT adds per-target loss weights (1 on assistant tokens). */
 export interface TokenBatch {
   tokens: Uint32Array;
+  /** rows × seqLen; absent for pretraining (every token counts). */
+  weights?: Float32Array;
+}
+
+/** DPO: row r of `chosen` and of `rejected` are the two completions of one prompt. */
+export interface PairBatch {
+  chosen: Required<TokenBatch>;
+  rejected: Required<TokenBatch>;
 }
 
 /** A deterministic stream of training sequences whose position can be saved and restored. */
 export interface SequenceStream {
-  nextBatch(sequences: number): TokenBatch | Promise<TokenBatch>;
+  /** This rank's `sequences` rows (pairs for DPO) of the next global batch. */
+  nextBatch(sequences: number): TokenBatch | PairBatch | Promise<TokenBatch | PairBatch>;
   /** JSON-serializable position, saved in each checkpoint. */
   state(): unknown;
   /** Drops the next `sequences` sequences of the global order (the loss guard skipping a bad data window). */

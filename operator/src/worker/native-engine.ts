@@ -33,6 +33,7 @@ export async function createNativeEngine(
     },
     schedule: {
       peakLr: spec.schedule.peakLr,
+      startStep: spec.schedule.startStep,
       warmupSteps: spec.schedule.warmupSteps,
       decayStartStep: spec.schedule.decayStartStep,
       decaySteps: spec.schedule.decaySteps,

@@ -33,6 +33,17 @@ function whole(env: NodeJS.ProcessEnv, name: string, fallback: number, min: numb
   return value;
 }
 
+/** A process alone: no peers (e.g. a dpo stage's frozen reference model). */
+export const SINGLE_RANK: RankPlacement = {
+  rank: 0,
+  worldSize: 1,
+  ranksPerPod: 1,
+  localRank: 0,
+  masterAddr: '127.0.0.1',
+  masterPort: DEFAULT_MASTER_PORT,
+  timeoutMs: DEFAULT_TIMEOUT_SECONDS * 1000,
+};
+
 export function placementFromEnv(env: NodeJS.ProcessEnv, backend: 'cpu' | 'cuda'): RankPlacement {
   const nodes = whole(env, RankEnv.numNodes, 1, 1, 100000);
   const gpus = whole(env, RankEnv.gpusPerNode, 0, 0, 64);

@@ -29,11 +29,18 @@ import {
   type WorkerState,
 } from './checkpointer.js';
 import { dataEnvFor, localModelDir, openTrainingData, type TrainingData } from './data-setup.js';
-import type { BatchShape, SequenceStream, TrainingEngine } from './engine.js';
+import type {
+  BatchShape,
+  PairBatch,
+  SequenceStream,
+  StepResult,
+  TokenBatch,
+  TrainingEngine,
+} from './engine.js';
 import type { ChoiceTask } from './evaluation.js';
 import { Evaluator } from './evaluation.js';
 import { initialLossGuardState, type LossGuardState, observeLoss, stateAfterRewind } from './loss-guard.js';
-import { type RankPlacement, sequencesPerRank } from './ranks.js';
+import { type RankPlacement, SINGLE_RANK, sequencesPerRank } from './ranks.js';
 import type { WorkerMetrics } from './telemetry.js';
 import { type LossPoison, poisonedLoss } from './test-hooks.js';
 
@@ -74,6 +81,8 @@ interface Position {
   sequencesDrawn: number;
   guard: LossGuardState;
 }
+
+type DpoRewards = NonNullable<MetricsRecord['train']['rewards']>;
 
 /** "No stop requested" in the stop-step agreement (every real step is smaller). */
 const NO_STOP = Number.MAX_SAFE_INTEGER;
@@ -125,6 +134,8 @@ class Worker {
   private pendingEvents: { type: string; message: string }[] = [];
   private lastTrain: MetricsRecord['train'] = { loss: Number.NaN, lr: 0, gradNorm: 0, tokPerSec: 0 };
   private control: { stopAtStep: number | null; preempt: boolean } = { stopAtStep: null, preempt: false };
+  /** A dpo stage's frozen reference: the weights the stage started from. */
+  private reference: TrainingEngine | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.spec = options.spec;
@@ -156,7 +167,6 @@ class Worker {
     await checkAccess(this.store);
     this.data = await openTrainingData(spec, options.env, options.workDir, (m) => this.log.warn(m));
     const tasks = await options.loadTasks(spec, options.workDir, dataEnvFor(spec, options.env));
-    this.evaluator = new Evaluator(this.data.heldOut(), tasks, this.shape.seqLen, this.shape.microBatchSize);
     this.engine = await options.createEngine(spec, options.placement);
     if (this.ranks.worldSize > 1)
       this.log.info('joined the data-parallel job', { communicator: this.engine.communicatorInfo });
@@ -170,6 +180,14 @@ class Worker {
     );
 
     const restored = await this.restore();
+    if (spec.objective === 'dpo') this.reference = await this.openReference();
+    this.evaluator = new Evaluator(
+      this.data.heldOut(),
+      tasks,
+      this.shape.seqLen,
+      this.shape.microBatchSize,
+      this.reference === null ? null : { engine: this.reference, beta: spec.dpo?.beta ?? 0.1 },
+    );
     if (this.ranks.worldSize > 1) {
       // Every rank restored or initialized the same weights; a mismatch fails loudly, naming ranks.
       await this.engine.verifyParameters();
@@ -236,6 +254,10 @@ class Worker {
       startOver(used);
       const state = await readWorkerState(restoreDir);
       await this.adopt(restoreDir, state, used);
+      if (spec.objective !== 'pretrain') {
+        // sft and dpo start fresh AdamW moments (their schedule warms up from schedule.startStep).
+        await this.engine.resetOptimizer();
+      }
       this.log.info('starting stage from checkpoint', {
         checkpoint: used,
         step: state.step,
@@ -385,7 +407,7 @@ class Worker {
       const started = performance.now();
       const firstSequence = this.position.sequencesDrawn;
       const batch = await this.stream.nextBatch(this.shape.batchSize);
-      const result = await this.engine.step(batch.tokens, this.shape);
+      const result = await this.trainStep(batch);
       const step = this.position.step + 1;
       const seconds = (performance.now() - started) / 1000;
       // Sequences are counted in the global order, so positions do not depend on the world size.
@@ -397,7 +419,13 @@ class Worker {
         tokens: this.position.tokens + tokensPerStep,
         sequencesDrawn: firstSequence + globalBatch,
       };
-      this.lastTrain = { loss, lr: result.lr, gradNorm: result.gradNorm, tokPerSec: tokensPerStep / seconds };
+      this.lastTrain = {
+        loss,
+        lr: result.lr,
+        gradNorm: result.gradNorm,
+        tokPerSec: tokensPerStep / seconds,
+        ...(result.rewards === undefined ? {} : { rewards: result.rewards }),
+      };
       this.trainedThisAttempt = true;
 
       const judged = observeLoss(this.position.guard, loss, step, spec.lossGuard);
@@ -442,6 +470,72 @@ class Worker {
         (this.control.stopAtStep !== null && step >= this.control.stopAtStep);
       if (step % spec.checkpoint.everySteps === 0 && !lastStep) await this.checkpoint(false);
     }
+  }
+
+  /** One optimizer step of the stage's objective on this rank's share of the global batch. */
+  private async trainStep(batch: TokenBatch | PairBatch): Promise<StepResult & { rewards?: DpoRewards }> {
+    if (!('chosen' in batch)) {
+      if (this.spec.objective === 'pretrain') return this.engine.step(batch.tokens, this.shape);
+      return this.engine.step(batch.tokens, this.shape, batch.weights);
+    }
+    if (this.reference === null) throw new Error('a dpo step needs the reference model');
+    const { chosen, rejected } = batch;
+    const shape = {
+      batchSize: this.shape.batchSize,
+      microBatchSize: this.shape.microBatchSize,
+      seqLen: this.shape.seqLen,
+    };
+    const refChosen = await this.reference.sequenceLogProbs(chosen.tokens, chosen.weights, shape);
+    const refRejected = await this.reference.sequenceLogProbs(rejected.tokens, rejected.weights, shape);
+    const result = await this.engine.dpoStep(
+      chosen.tokens,
+      rejected.tokens,
+      chosen.weights,
+      rejected.weights,
+      refChosen,
+      refRejected,
+      { ...shape, beta: this.spec.dpo?.beta ?? 0.1 },
+    );
+    return {
+      ...result,
+      rewards: {
+        chosen: result.rewardsChosen,
+        rejected: result.rewardsRejected,
+        accuracies: result.rewardsAccuracy,
+        margins: result.rewardsMargin,
+      },
+    };
+  }
+
+  /**
+   * The frozen reference of a dpo stage — a second model copy, not log-probs precomputed at the
+   * start: it is the same weights whether the stage starts or resumes (the stage's resumeFrom,
+   * else its initFrom or the seeded initialization), and it needs no pass over the data first.
+   */
+  private async openReference(): Promise<TrainingEngine> {
+    const { spec } = this;
+    const reference = await this.options.createEngine(spec, SINGLE_RANK);
+    if (spec.resumeFrom !== null) {
+      const dir = spec.resumeFrom.endsWith('/') ? spec.resumeFrom : `${spec.resumeFrom}/`;
+      const source = parseCheckpointKey(dir);
+      if (source === null)
+        throw new BadConfigurationError(`resumeFrom '${spec.resumeFrom}' is not a checkpoint directory`);
+      const referenceDir = join(this.options.workDir, 'reference');
+      await rm(referenceDir, { recursive: true, force: true });
+      const used = await this.restoreStart(source, dir, referenceDir);
+      await reference.loadState(referenceDir);
+      this.log.info('reference model loaded', { checkpoint: used });
+    } else if (spec.initFrom !== undefined) {
+      const dir = await localModelDir(
+        spec.initFrom,
+        join(this.options.workDir, 'init'),
+        dataEnvFor(spec, this.options.env),
+      );
+      await reference.importHF(dir);
+      this.log.info('reference model loaded', { from: spec.initFrom });
+    }
+    reference.setRopeTheta(spec.ropeTheta);
+    return reference;
   }
 
   /** The stop step and preemption every rank acts on: one all-reduce per step when distributed. */
@@ -593,13 +687,14 @@ class Worker {
   private promotionMet(evalResults: Record<string, number>): string | null {
     const promotion = this.spec.promotion;
     if (promotion === undefined) return null;
-    const { loss, lr, gradNorm, tokPerSec } = this.lastTrain;
+    const { loss, lr, gradNorm, tokPerSec, rewards } = this.lastTrain;
     const latest = Object.fromEntries(
       Object.entries({
         'train.loss': loss,
         'train.lr': lr,
         'train.gradNorm': gradNorm,
         'train.tokPerSec': tokPerSec,
+        ...Object.fromEntries(Object.entries(rewards ?? {}).map(([k, v]) => [`train.rewards.${k}`, v])),
         ...evalResults,
       }).filter(([, value]) => Number.isFinite(value)),
     );
@@ -695,5 +790,6 @@ class Worker {
     this.stopControlPolling();
     this.data?.close();
     (this.engine as TrainingEngine | undefined)?.dispose();
+    this.reference?.dispose();
   }
 }
