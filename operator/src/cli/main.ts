@@ -21,6 +21,10 @@ export const commands: Record<string, Command> = {
     summary: "export the run's final checkpoint as a Hugging Face model (the export Job)",
     load: () => import('./export.js'),
   },
+  generate: {
+    summary: 'generate text with an exported model or a checkpoint (chat template, KV cache)',
+    load: () => import('./generate.js'),
+  },
   operator: {
     summary: 'run the TrainingRun controller against a cluster',
     load: () => import('./operator.js'),
