@@ -439,7 +439,7 @@ describe('CRD validation on the real API server', () => {
       ...(dryRun ? { dryRun: 'All' } : {}),
     }) as Promise<TrainingRun>;
 
-  for (const file of ['quickstart.yaml', 'smollm2-run.yaml']) {
+  for (const file of ['quickstart.yaml', 'quickstart-instruct.yaml', 'smollm2-run.yaml']) {
     it(`accepts examples/${file}, and the server's defaults are the operator's`, async () => {
       const run = loadExample(file);
       const stored = await create(run, false);
