@@ -22,7 +22,8 @@
  * Not emulated: images (the command runs from this checkout), users and the read-only root
  * filesystem, resource limits, probes, restarts (restartPolicy Never only), init and sidecar
  * containers, a network namespace per pod (pods share the host's loopback: two pods serving the
- * same port on one node collide), service env links. A pod the agent cannot run (more than one
+ * same port on one node collide, except the metrics port: see freePortArgs), service env links.
+ * Service names in the env resolve to the pods' shared address (serviceNamesResolved). A pod the agent cannot run (more than one
  * container, an unsupported volume, a missing key) ends Failed with a message saying why.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -71,6 +72,11 @@ export interface NodeAgentOptions {
   taint?: boolean;
   /** How often bound pods are listed (ms). Default 200. */
   pollMs?: number;
+  /**
+   * Give every pod a free metrics port, not just the second on the declared one (for tests that
+   * may share this machine with another agent's pods). Default false.
+   */
+  freeMetricsPorts?: boolean;
   /** Commands by name, replacing a container command's first word. Default: smolstage → this checkout's CLI. */
   commands?: Record<string, string[]>;
 }
@@ -87,6 +93,8 @@ interface PodRun {
   startedAt?: string;
   exitCode?: number;
   killTimer?: NodeJS.Timeout;
+  /** The declared metrics port this pod's process serves on (none when it was given a free one). */
+  metricsPort?: number;
   /** The final status was written. */
   reported: boolean;
   /** The grace-0 deletion was sent. */
@@ -359,12 +367,12 @@ export class NodeAgent {
       throw new Error(`the node agent runs pods of exactly one container, not ${containers.length}`);
     const container = containers[0] as V1Container;
     const mounts = await this.materialiseVolumes(run, pod, container);
-    const env = await this.resolveEnv(pod, container, mounts);
+    const env = serviceNamesResolved(await this.resolveEnv(pod, container, mounts));
     const raw = [...(container.command ?? []), ...(container.args ?? [])].map((a) => expand(a, env, mounts));
     if (raw.length === 0)
       throw new Error('the node agent needs container.command (it has no image entrypoint)');
     const [program, ...args] = raw as [string, ...string[]];
-    const command = [...(this.commands[program] ?? [program]), ...args];
+    const command = [...(this.commands[program] ?? [program]), ...args, ...this.freePortArgs(container, run)];
     const record = this.records.get(run.uid);
     if (record !== undefined) record.command = command;
     const cwd = container.workingDir !== undefined ? rewritePath(container.workingDir, mounts) : run.dir;
@@ -410,6 +418,23 @@ export class NodeAgent {
         },
       ],
     }).catch((error) => this.note(`reporting ${run.namespace}/${run.name} running`, error));
+  }
+
+  /**
+   * Pods here share one network (no namespace per pod): a second pod declaring the metrics port
+   * another running pod holds gets a free one instead (`--metrics-port=0` for smolstage), as its
+   * own network namespace would have given it the same port.
+   */
+  private freePortArgs(container: V1Container, run: PodRun): string[] {
+    const metrics = container.ports?.find((p) => p.name === 'metrics')?.containerPort;
+    if (metrics === undefined) return [];
+    if (this.options.freeMetricsPorts === true) return ['--metrics-port=0'];
+    const taken = [...this.runs.values()].some(
+      (other) => other !== run && other.metricsPort === metrics && other.exitCode === undefined,
+    );
+    if (taken) return ['--metrics-port=0'];
+    run.metricsPort = metrics;
+    return [];
   }
 
   /** SIGTERM now, SIGKILL when the pod's grace period is over. */
@@ -661,6 +686,22 @@ function rewritePath(value: string, mounts: Mount[]): string {
 }
 
 /** Kubernetes' `$(VAR)` expansion (`$$` escapes), then mount path rewriting. */
+/**
+ * The cluster DNS of this one-host "cluster": every Service name (`<name>.<namespace>.svc`, with or
+ * without `.cluster.local`) is the pods' shared address, so a data-parallel job's ranks meet at
+ * its pod 0 as they would through the attempt's headless Service.
+ */
+function serviceNamesResolved(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(env).map(([key, value]) => [
+      key,
+      value !== undefined && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.svc(\.cluster\.local)?$/.test(value)
+        ? POD_IP
+        : value,
+    ]),
+  );
+}
+
 function expand(value: string, env: NodeJS.ProcessEnv, mounts: Mount[]): string {
   const expanded = value.replace(
     /\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g,
