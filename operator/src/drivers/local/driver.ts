@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { classifyFailure, diskFull, ExitCode } from '../../api/failures.js';
 import { RankEnv, type StorageSpec, type TrainerSpec } from '../../api/trainer-spec.js';
-import { Reason, type StageStatus } from '../../api/types.js';
+import { PROMOTION_REASONS, Reason, type StageStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
 import type { Action, Decision, Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
@@ -42,11 +42,7 @@ export interface LocalDriverOptions {
 /** Aborted: the driver could not go on (its own files could not be written); `abortReason` says why. */
 export type LocalOutcome = 'Succeeded' | 'Failed' | 'Suspended' | 'Interrupted' | 'Aborted';
 
-const PROMOTION_REASONS = new Set<string>([
-  Reason.TokenBudgetReached,
-  Reason.MetricThresholdMet,
-  Reason.MaxTokensReached,
-]);
+const PROMOTION_REASON_SET = new Set<string>(PROMOTION_REASONS);
 
 export class LocalDriver {
   private readonly state: LocalState;
@@ -399,7 +395,7 @@ export class LocalDriver {
 
   private report(action: Extract<Action, { type: 'emitEvent' }>, decision: Decision): void {
     const { display } = this.o;
-    if (PROMOTION_REASONS.has(action.reason)) {
+    if (PROMOTION_REASON_SET.has(action.reason)) {
       const update = decision.actions.find(
         (a): a is Extract<Action, { type: 'updateStageStatus' }> =>
           a.type === 'updateStageStatus' &&
