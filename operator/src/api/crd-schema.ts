@@ -344,6 +344,8 @@ export const modelConfigFields = {
     exclusiveMinimum: true,
   }),
 };
+/** Their names: every one is required where a whole architecture is (the trainer spec, a preset). */
+export const MODEL_FIELDS = Object.keys(modelConfigFields) as (keyof typeof modelConfigFields)[];
 
 export const runSpec = obj(
   'What to train and how: model, data, stages and the pods that run them.',

@@ -5,25 +5,12 @@
  * configs, the others the same architecture at CPU-test size.
  */
 import presetsFile from '@smolstage/trainer-native/presets.json' with { type: 'json' };
+import { MODEL_FIELDS } from './crd-schema.js';
 import type { ModelConfig } from './trainer-spec.js';
 import type { ModelPreset, ModelSpec } from './types.js';
 
 // Typed against ModelPreset: a name in MODEL_PRESETS without a row in the file fails to compile.
 export const PRESETS: Record<ModelPreset, ModelConfig> = presetsFile.presets;
-
-const MODEL_FIELDS: (keyof ModelConfig)[] = [
-  'hiddenSize',
-  'numLayers',
-  'numHeads',
-  'numKvHeads',
-  'intermediateSize',
-  'vocabSize',
-  'ropeTheta',
-  'rmsNormEps',
-  'tieEmbeddings',
-  'maxPositionEmbeddings',
-  'initializerRange',
-];
 
 export type ResolvedModel = { ok: true; config: ModelConfig } | { ok: false; problems: string[] };
 

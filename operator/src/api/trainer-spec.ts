@@ -1,5 +1,5 @@
 import type { ModelConfig } from '@smolstage/trainer-native';
-import { modelConfigFields, promotionCondition } from './crd-schema.js';
+import { MODEL_FIELDS, modelConfigFields, promotionCondition } from './crd-schema.js';
 import { arr, type In, int, map, num, obj, oneOf, orNull, str, typed } from './schema-builder.js';
 import { DECAY_SHAPES, NameLimits, OBJECTIVES } from './types.js';
 
@@ -103,21 +103,7 @@ export const trainerSpecSchema = obj(
       { required: ['name', 'index', 'attempt'] },
     ),
     model: typed<ModelConfig>(
-      obj('The resolved architecture.', modelConfigFields, {
-        required: [
-          'hiddenSize',
-          'numLayers',
-          'numHeads',
-          'numKvHeads',
-          'intermediateSize',
-          'vocabSize',
-          'ropeTheta',
-          'rmsNormEps',
-          'tieEmbeddings',
-          'maxPositionEmbeddings',
-          'initializerRange',
-        ],
-      }),
+      obj('The resolved architecture.', modelConfigFields, { required: MODEL_FIELDS }),
     ),
     initFrom: location(
       'HF safetensors directory/URI to initialize from when there is no checkpoint to resume.',
