@@ -14,6 +14,7 @@ import {
   checkInputsExist,
   ensureQuickstartData,
   localInputs,
+  quickstartExamplesUsed,
   usesQuickstartData,
 } from '../drivers/local/inputs.js';
 import { loadRunFile, RunFileError } from '../drivers/local/run-file.js';
@@ -121,8 +122,9 @@ async function runLocally(
         workDir,
         (l) => display.say(l),
         process.stderr.isTTY ? process.stderr : null,
+        quickstartExamplesUsed(runSpec),
       );
-    checkInputsExist(runSpec, inputs);
+    await checkInputsExist(runSpec, inputs);
 
     const state = continueState(await readState(join(workDir, 'state.json')), runSpec, file);
     const retry = requestRetry(state);

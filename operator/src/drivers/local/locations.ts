@@ -31,9 +31,32 @@ export const QUICKSTART_ROOT = 's3://smolstage/quickstart/';
 /** The quickstart's inputs, relative to QUICKSTART_ROOT (see examples/data/prepare-quickstart.sh). */
 export const QUICKSTART_INPUTS = {
   tokenizer: 'tokenizer.json',
+  /** Beside the tokenizer: the ChatML chat template and special tokens (trainedTokenizerConfig). */
+  tokenizerConfig: 'tokenizer_config.json',
   datasets: { prose: 'datasets/prose', code: 'datasets/code', math: 'datasets/math' },
+  /**
+   * Post-training data (examples/quickstart-instruct.yaml), prepared only for runs that read it:
+   * generated conversations and preference pairs, prepared with `--format chat|preference`.
+   */
+  examples: {
+    chat: { dataset: 'datasets/chat', source: 'chat/chat.jsonl', format: 'chat' },
+    preference: { dataset: 'datasets/preference', source: 'chat/preference.jsonl', format: 'preference' },
+  },
   task: 'evals/arithmetic.jsonl',
 } as const;
+
+/** `smolstage data quickstart`'s defaults, which the local generation and prepare-quickstart.sh share. */
+export const QUICKSTART_GENERATION = {
+  documents: 3000,
+  seed: 1,
+  taskItems: 200,
+  conversations: 2000,
+  pairs: 1000,
+  /** --seq-len of the chat and preference datasets: the quickstart's batch.sequenceLength. */
+  exampleSequenceLength: 128,
+} as const;
+
+export type QuickstartExamples = keyof typeof QUICKSTART_INPUTS.examples;
 
 /** True when `uri` lies under the quickstart's root (so local mode can generate it). */
 export function isQuickstartUri(uri: string): boolean {
