@@ -13,35 +13,28 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { requireKube, requireKubectl } from '../../../test/support/env.js';
-import { NodeAgent, type PodRecord } from '../../../test/support/node-agent.js';
+import type { NodeAgent, PodRecord } from '../../../test/support/node-agent.js';
 import { ExitCode } from '../../src/api/failures.js';
-import {
-  API_VERSION,
-  exportJobName,
-  jobName,
-  Labels,
-  type Stage,
-  type TrainingRun,
-} from '../../src/api/types.js';
+import { exportJobName, jobName, Labels, type Stage } from '../../src/api/types.js';
 import type { KubeClient } from '../../src/drivers/kube/kube-client.js';
-import type { Operator } from '../../src/drivers/kube/operator.js';
 import { listCommitted } from '../../src/storage/checkpoints.js';
 import { exportedKey } from '../../src/storage/exports.js';
-import { createRunStore } from '../../src/storage/factory.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
-import { deleteNamespace, eventually } from './support/kube.js';
+import {
+  type ClusterHarness,
+  clusterRunStore,
+  startClusterHarness,
+  tinyClusterRun,
+} from './support/cluster.js';
+import { eventually } from './support/kube.js';
 import { getRun, listJobs, listStages } from './support/objects.js';
-import { crdNamespace, startTestOperator } from './support/operator-setup.js';
-import { requireS3, runStorage, s3Client, s3Env } from './support/s3.js';
-import { prepareTinyData, VOCAB } from './worker-support.js';
 
 const exec = promisify(execFile);
 const RUN = 'e2e';
@@ -54,69 +47,30 @@ const LONG = 180_000;
 const STEP_TOKENS = 1024;
 
 describe('cluster: a TrainingRun through the real Job controller, scheduler, GC and worker', () => {
+  let h: ClusterHarness;
   let client: KubeClient;
   let namespace: string;
-  let operator: Operator;
   let agent: NodeAgent;
-  let workDir: string;
   let store: ObjectStore;
   const kubectl = (...args: string[]) =>
     exec(requireKubectl(), ['--kubeconfig', requireKube().kubeconfig, '-n', namespace, ...args]);
 
   before(async () => {
     await assertPortFree(METRICS_PORT);
-    ({ client, namespace } = await crdNamespace('cluster'));
-    const data = await prepareTinyData();
-    await s3Client().fPutObject(data.bucket, 'tokenizer.json', data.tokenizerPath);
-    await s3Client().fPutObject(data.bucket, 'evals/arith.jsonl', data.taskPath);
-    const storage = await runStorage(client, namespace, requireS3(), data.bucket);
-    workDir = await mkdtemp(join(tmpdir(), 'cluster-e2e-'));
-    agent = await NodeAgent.start({
-      kubeconfig: requireKube().kubeconfig,
-      name: `e2e-${namespace.slice(-8)}`,
-      workDir: join(workDir, 'node'),
-      cpu: '4',
-      memory: '16Gi',
-    });
-    operator = await startTestOperator(namespace, 'cluster-e2e');
-    const run: TrainingRun = {
-      apiVersion: API_VERSION,
-      kind: 'TrainingRun',
-      metadata: { name: RUN, namespace },
-      spec: {
-        model: {
-          preset: 'tiny',
-          config: { vocabSize: VOCAB, hiddenSize: 32, intermediateSize: 64, maxPositionEmbeddings: 64 },
-        },
-        tokenizer: { uri: `s3://${data.bucket}/tokenizer.json` },
-        storage: {
-          endpoint: storage.endpoint,
-          bucket: storage.bucket,
-          region: storage.region,
-          prefix: storage.prefix,
-          credentialsSecret: { name: storage.secretName },
-        },
-        datasets: data.datasets,
-        trainer: {
-          image: 'smolstage:dev',
-          nodes: 1,
-          gpusPerNode: 0,
-          cpuThreads: 1,
-          resources: { requests: { cpu: '1', memory: '1Gi' } },
-          nodeSelector: agent.nodeSelector(),
-          tolerations: [agent.toleration()],
-          terminationGracePeriodSeconds: 60,
-          maxRetries: 0,
-        },
+    h = await startClusterHarness('cluster-e2e');
+    ({ client, namespace, agent } = h);
+    const run = tinyClusterRun(
+      h,
+      RUN,
+      {
         batch: { sequenceLength: 32, globalBatchTokens: STEP_TOKENS, microBatchSize: 8 },
-        optimizer: { lr: 3e-3 },
         schedule: { warmupSteps: 2 },
         checkpoint: { everySteps: 10, keepLast: 3 },
         evaluation: {
           everySteps: 10,
           heldOutLoss: ['prose', 'code'],
           heldOutSequences: 4,
-          tasks: [{ name: 'arith', uri: `s3://${data.bucket}/evals/arith.jsonl` }],
+          tasks: [{ name: 'arith', uri: `s3://${h.data.bucket}/evals/arith.jsonl` }],
         },
         stages: [
           { name: 'stage1', tokens: 150 * STEP_TOKENS, mixture: { prose: 0.75, code: 0.25 } },
@@ -124,34 +78,22 @@ describe('cluster: a TrainingRun through the real Job controller, scheduler, GC 
             name: 'stage2',
             tokens: 1500 * STEP_TOKENS,
             mixture: { prose: 0.5, code: 0.5 },
-            // Holds at the first eval after 20 steps: the operator asks the worker to stop.
+            // Holds at the first eval after 20 steps: the worker ends the stage there.
             promotion: { anyOf: [{ metric: 'eval.prose.loss', below: 1000, afterTokens: 20 * STEP_TOKENS }] },
           },
           { name: 'stage3', tokens: 20 * STEP_TOKENS, mixture: { prose: 0.25, code: 0.75 } },
         ],
       },
-    } as TrainingRun;
-    const file = join(workDir, 'run.json');
+      { terminationGracePeriodSeconds: 60 },
+    );
+    const file = join(h.workDir, 'run.json');
     await writeFile(file, JSON.stringify(run));
     await kubectl('apply', '-f', file);
-    store = createRunStore(
-      {
-        kind: 's3',
-        endpoint: storage.endpoint,
-        bucket: storage.bucket,
-        region: storage.region,
-        prefix: storage.prefix,
-      },
-      { namespace, name: RUN },
-      s3Env(),
-    );
+    store = clusterRunStore(h, RUN);
   });
 
   after(async () => {
-    await operator?.stop();
-    await agent?.stop();
-    if (namespace !== undefined) await deleteNamespace(client, namespace);
-    if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
+    await h?.stop();
   });
 
   const stage = async (name: string): Promise<Stage> => {
