@@ -39,7 +39,8 @@ export interface SpecialTokens {
 const BASE_ROLES = ['system', 'user', 'assistant'];
 const OTHER_ROLES = ['tool', 'ipython', 'function', 'developer'];
 
-function tokenString(value: unknown): string | undefined {
+/** A special token as tokenizer_config.json writes it: a string, or an AddedToken object with content. */
+export function tokenString(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
   if (
     value !== null &&

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BadConfigurationError } from '../api/failures.js';
-import { TOKENIZER_CONFIG_NAME } from '../data/chat-template.js';
+import { TOKENIZER_CONFIG_NAME, tokenString } from '../data/chat-template.js';
 import { parseLocation, s3Store } from '../data/locations.js';
 import { tokenizerFromJson } from '../data/tokenizer.js';
 import { ObjectNotFoundError } from '../storage/object-store.js';
@@ -50,17 +50,6 @@ export async function tokenizerConfigFile(
     throw error;
   }
   return path;
-}
-
-function tokenString(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (
-    value !== null &&
-    typeof value === 'object' &&
-    typeof (value as { content?: unknown }).content === 'string'
-  )
-    return (value as { content: string }).content;
-  return undefined;
 }
 
 export interface HfFilesRequest {
