@@ -11,15 +11,12 @@
  */
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { DataInputError } from '../api/failures.js';
-import { LocalStore } from '../storage/local-store.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { LocalStore } from '../storage/local-store.js';
 import { type ChatTemplate, checkTemplateTokens, type Message, renderConversation } from './chat-template.js';
 import { planUnits, readRecords } from './inputs.js';
-import { type Location, parseLocation, s3Store } from './locations.js';
 import {
   dtypeForVocab,
   type ExamplesRecord,
@@ -32,7 +29,7 @@ import {
   sha256,
   type TokenDtype,
 } from './manifest.js';
-import { resolveInputs } from './prepare.js';
+import { openPreparation } from './prepare.js';
 import { ProgressBar, type ProgressSink } from './progress.js';
 import { isValidationDocument, SHARD_DIR } from './tokenize-unit.js';
 import type { TextTokenizer } from './tokenizer.js';
@@ -235,7 +232,7 @@ function identityText(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function hashOf(text: string): string {
+function _hashOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
@@ -254,13 +251,7 @@ export async function prepareExamples(options: PrepareExamplesOptions): Promise<
   const messagesField = options.messagesField ?? 'messages';
   const dtype = dtypeForVocab(tokenizer.vocabSize);
 
-  const output: Location = parseLocation(options.output);
-  const workDir = options.workDir ?? join(tmpdir(), `smolstage-prepare-${hashOf(options.output)}`);
-  const stagingDir = output.kind === 'local' ? resolve(output.path) : join(workDir, 'output');
-  const staging = new LocalStore(stagingDir);
-  const remote = output.kind === 's3' ? s3Store(output, env, output.prefix) : null;
-  const published: ObjectStore = remote ?? staging;
-  const inputs = await resolveInputs(options.inputs, workDir, env, [stagingDir, resolve(workDir)]);
+  const { stagingDir, staging, remote, published, inputs } = await openPreparation(options, env);
   await published.delete([MANIFEST_NAME]);
 
   const units = [];

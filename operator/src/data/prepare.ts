@@ -258,6 +258,32 @@ export function buildManifest(
   };
 }
 
+/**
+ * Where a preparation writes and reads: shards are staged in a local directory (the output
+ * itself when local) and published there or to S3; inputs are resolved, never from inside the
+ * output or work directory.
+ */
+export async function openPreparation(
+  options: { output: string; inputs: string[]; workDir?: string },
+  env: NodeJS.ProcessEnv,
+): Promise<{
+  workDir: string;
+  stagingDir: string;
+  staging: LocalStore;
+  remote: ObjectStore | null;
+  published: ObjectStore;
+  inputs: Awaited<ReturnType<typeof resolveInputs>>;
+}> {
+  const output: Location = parseLocation(options.output);
+  const workDir = options.workDir ?? join(tmpdir(), `smolstage-prepare-${hashOf(options.output)}`);
+  const stagingDir = output.kind === 'local' ? resolve(output.path) : join(workDir, 'output');
+  const staging = new LocalStore(stagingDir);
+  const remote = output.kind === 's3' ? s3Store(output, env, output.prefix) : null;
+  // An output or work directory inside an input directory must not be read back as input.
+  const inputs = await resolveInputs(options.inputs, workDir, env, [stagingDir, resolve(workDir)]);
+  return { workDir, stagingDir, staging, remote, published: remote ?? staging, inputs };
+}
+
 /** Work units of every input, each with the identity a rerun compares and its shard name. */
 async function planTasks(
   inputs: ResolvedInput[],
@@ -296,15 +322,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   }
   const tokenizer = options.tokenizer;
   const dtype = dtypeForVocab(tokenizer.vocabSize);
-  const output: Location = parseLocation(options.output);
-  const workDir = options.workDir ?? join(tmpdir(), `smolstage-prepare-${hashOf(options.output)}`);
-  const stagingDir = output.kind === 'local' ? resolve(output.path) : join(workDir, 'output');
-  const staging = new LocalStore(stagingDir);
-  const remote = output.kind === 's3' ? s3Store(output, env, output.prefix) : null;
-  const published: ObjectStore = remote ?? staging;
-
-  // An output or work directory inside an input directory must not be read back as input.
-  const inputs = await resolveInputs(options.inputs, workDir, env, [stagingDir, resolve(workDir)]);
+  const { stagingDir, remote, published, inputs } = await openPreparation(options, env);
   const tasks = await planTasks(inputs, {
     chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
     textField,
