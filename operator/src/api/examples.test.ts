@@ -5,7 +5,7 @@ import { loadExample } from './test-builders.js';
 import { validateRun } from './validate.js';
 
 describe('examples', () => {
-  for (const file of ['smollm2-run.yaml', 'quickstart.yaml']) {
+  for (const file of ['smollm2-run.yaml', 'quickstart.yaml', 'quickstart-instruct.yaml']) {
     it(`${file} is valid for the operator`, () => {
       assert.deepEqual(validateRun(loadExample(file)), []);
     });

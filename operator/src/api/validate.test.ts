@@ -170,6 +170,22 @@ const table: [string, TrainingRun, RegExp][] = [
     /'eval.rewards.accuracies' is only measured by dpo stages/,
   ],
   [
+    'held-out rewards without held-out preference pairs',
+    aRun()
+      .withStages(
+        aStage('a'),
+        aStage('b')
+          .mixture({ code: 1 })
+          .with({ objective: 'dpo', optimizer: { lr: 1e-6 } })
+          .promotion({ anyOf: [{ metric: 'eval.rewards.accuracies', atLeast: 0.6 }] }),
+      )
+      .withSpec((s) => {
+        s.evaluation = { heldOutLoss: ['web'] };
+      })
+      .build(),
+    /'eval.rewards.accuracies' is measured on held-out preference pairs: add code to spec.evaluation.heldOutLoss/,
+  ],
+  [
     'stage shorter than one step',
     aRun().withStages(aStage('a').tokens(100)).build(),
     /less than one optimizer step/,
@@ -180,6 +196,9 @@ describe('validateRun', () => {
   it('accepts the default builder run', () => assert.deepEqual(validateRun(aRun().build()), []));
   it('accepts pretraining → sft → dpo with a reward-gated promotion', () => {
     const run = aRun()
+      .withSpec((s) => {
+        s.evaluation = { heldOutLoss: ['code'] };
+      })
       .withStages(
         aStage('a'),
         aStage('b').with({ objective: 'sft', optimizer: { lr: 1e-4 } }),

@@ -221,7 +221,15 @@ function metricProblem(metric: string, spec: DefaultedSpec, stage: StageTemplate
     if (!REWARD_METRICS.includes(reward[2] ?? ''))
       return `unknown reward metric '${metric}'; DPO reports ${REWARD_METRICS.map((r) => `${reward[1]}.rewards.${r}`).join(', ')}`;
     const dpo = stage === null ? spec.stages.some((s) => s.objective === 'dpo') : stage.objective === 'dpo';
-    return dpo ? null : `'${metric}' is only measured by dpo stages`;
+    if (!dpo) return `'${metric}' is only measured by dpo stages`;
+    if (reward[1] === 'train') return null;
+    // Held-out rewards come from held-out preference pairs: the datasets dpo stages train on.
+    const preference = new Set(
+      spec.stages.filter((s) => s.objective === 'dpo').flatMap((s) => Object.keys(s.mixture)),
+    );
+    return spec.evaluation.heldOutLoss.some((d) => preference.has(d))
+      ? null
+      : `'${metric}' is measured on held-out preference pairs: add ${[...preference].join(' or ')} to spec.evaluation.heldOutLoss`;
   }
   if (metric.startsWith('train.')) {
     return TRAIN_METRICS.has(metric)
