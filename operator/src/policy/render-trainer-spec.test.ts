@@ -41,7 +41,7 @@ describe('renderTrainerSpec on the SmolLM2 recipe', () => {
       prefix: 'smolstage',
     });
     assert.equal(s.backend, 'cuda');
-    assert.equal(Object.keys(s.datasets).length, 11);
+    assert.equal(Object.keys(s.datasets).length, 13);
     assert.ok(!JSON.stringify(s).includes('minio-credentials'), 'no credentials reference in the spec');
   });
 
