@@ -270,9 +270,9 @@ const invalid: [string, (run: TrainingRun) => void, RegExp][] = [
   [
     'a stage field the API does not have',
     (r) => {
-      (stage(r, 1) as unknown as Record<string, unknown>).objective = 'sft';
+      (stage(r, 1) as unknown as Record<string, unknown>).packing = true;
     },
-    /unknown field "spec\.stages\[1\]\.objective"/,
+    /unknown field "spec\.stages\[1\]\.packing"/,
   ],
   [
     'a thousand stages',
