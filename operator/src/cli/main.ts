@@ -33,6 +33,10 @@ export const commands: Record<string, Command> = {
     summary: 'run a TrainingRun on this machine (default: the CPU quickstart)',
     load: () => import('./run.js'),
   },
+  report: {
+    summary: "a run's report: HTML and PNG charts of losses, evals, promotions, mixtures, checkpoints",
+    load: () => import('./report.js'),
+  },
 };
 
 export function usage(): string {

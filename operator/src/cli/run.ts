@@ -20,6 +20,7 @@ import {
 import { loadRunFile, RunFileError } from '../drivers/local/run-file.js';
 import { acquireRunLock, RunLockedError } from '../drivers/local/run-lock.js';
 import { continueState, readState, requestRetry, StateFileError } from '../drivers/local/state.js';
+import { reportAfterRun } from './report.js';
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_RUN = join(packageRoot, '..', 'examples', 'quickstart.yaml');
@@ -164,6 +165,8 @@ async function runLocally(
       return 0;
     }
     console.log(`\n${driver.summary()}\n`);
+    // The run's report (HTML + PNG charts, cli/report.ts): after a success or a failure; it never changes the exit code.
+    await reportAfterRun(workDir, (l) => console.log(l));
     if (outcome === 'Failed') {
       console.log(
         `run ${runSpec.metadata.name} FAILED after ${minutes} min: ${state.run.status?.message ?? ''}`,
