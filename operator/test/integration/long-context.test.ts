@@ -1,0 +1,186 @@
+/**
+ * A long-context extension in miniature, as `smolstage run` trains it: a tiny model at RoPE θ 10k
+ * and sequence length 32, then a stage at 4× the length (128) with θ 130k — the SmolLM2 recipe's
+ * 2048 → 8192, θ 10k → 130k — killed with SIGKILL after its first checkpoint and resumed. Checks
+ * what the worker was told (its trainer spec), what the trainer wrote (each checkpoint's
+ * config.json carries the θ it trained with), that the stage resumed from its own checkpoint with
+ * the new θ and length, the export, and what the sampler's cursors did across the length change
+ * (docs/data.md, "Changing the sequence length").
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { MetricsRecord } from '../../src/api/metrics-record.js';
+import type { TrainerSpec } from '../../src/api/trainer-spec.js';
+import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
+import type { LocalState } from '../../src/drivers/local/state.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
+const RUN = 'longctx';
+
+let root: string;
+let data: string;
+
+function runYaml(): string {
+  const d = (n: string) => `${data}/buckets/smolstage/quickstart/datasets/${n}`;
+  return `apiVersion: smolstage.dev/v1alpha1
+kind: TrainingRun
+metadata: {name: ${RUN}}
+spec:
+  model: {preset: tiny, config: {vocabSize: 512, ropeTheta: 10000}}
+  tokenizer: {uri: ${data}/buckets/smolstage/quickstart/tokenizer.json}
+  datasets:
+    prose: {uri: ${d('prose')}}
+    code: {uri: ${d('code')}}
+  batch: {sequenceLength: 32, globalBatchTokens: 512, microBatchSize: 16}
+  optimizer: {lr: 3.0e-3}
+  checkpoint: {everySteps: 5, keepLast: 2}
+  evaluation: {everySteps: 5, heldOutLoss: [prose], heldOutSequences: 4}
+  stages:
+    - {name: short, tokens: 5K, mixture: {prose: 0.7, code: 0.3}}
+    - name: long
+      tokens: 60K
+      sequenceLength: 128
+      microBatchSize: 4
+      ropeTheta: 130000
+      mixture: {prose: 0.6, code: 0.4}
+`;
+}
+
+function smolstage(args: string[]): {
+  child: ChildProcess;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+} {
+  const child = spawn(process.execPath, [CLI, 'run', ...args, '--threads', '1'], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (b) => {
+    stderr += b;
+  });
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
+    (resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr })),
+  );
+  return { child, done };
+}
+
+const runRoot = (dir: string) => join(dir, 'local', RUN);
+const json = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
+
+function committed(dir: string, stage: string): string[] {
+  const stageDir = join(runRoot(dir), 'checkpoints', stage);
+  if (!existsSync(stageDir)) return [];
+  return readdirSync(stageDir)
+    .filter((d) => existsSync(join(stageDir, d, 'COMMITTED')))
+    .sort()
+    .map((d) => join(stageDir, d));
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'smolstage-long-context-'));
+  data = join(root, 'data');
+  await ensureQuickstartData(data, () => {}, null);
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('a long-context stage (4× sequence length, RoPE θ 10k → 130k)', () => {
+  it('trains at the new length and θ from its first step, resumes after SIGKILL with both, and exports θ 130k', async () => {
+    const dir = join(root, 'run');
+    await writeFile(join(root, 'run.yaml'), runYaml());
+    const first = smolstage(['run.yaml', '--dir', dir]);
+    let killedAt: string[] = [];
+    for (let waited = 0; waited < 300_000; waited += 100) {
+      killedAt = committed(dir, 'long');
+      if (killedAt.length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(killedAt.length > 0, 'stage long never committed a checkpoint');
+    first.child.kill('SIGKILL');
+    assert.equal((await first.done).signal, 'SIGKILL');
+
+    // What the trainer wrote into the stage's first checkpoint: the new θ, from the stage's start.
+    const firstLong = killedAt[0] as string;
+    assert.equal(json<{ rope_theta: number }>(join(firstLong, 'config.json')).rope_theta, 130000);
+
+    const second = await smolstage(['run.yaml', '--dir', dir]).done;
+    assert.equal(second.code, 0, second.stderr);
+    const state = json<LocalState>(join(dir, 'state.json'));
+    assert.equal(state.run.status?.phase, 'Succeeded');
+
+    // The worker's trainer specs: stage short at 32 and θ 10k, stage long at 128 and θ 130k.
+    const spec = (stage: string) => json<TrainerSpec>(join(dir, 'jobs', `${RUN}-${stage}-a1`, 'spec.json'));
+    const short = spec('short');
+    const long = spec('long');
+    assert.equal(short.batch.sequenceLength, 32);
+    assert.equal(short.ropeTheta, 10000);
+    assert.equal(short.model.ropeTheta, 10000);
+    assert.equal(long.batch.sequenceLength, 128);
+    assert.equal(long.batch.microBatchSize, 4);
+    assert.equal(long.ropeTheta, 130000);
+    assert.equal(long.model.ropeTheta, 130000);
+    assert.equal(long.batch.globalBatchTokens, 512, 'the same tokens per step at 4× the length');
+    assert.equal(
+      long.resumeFrom,
+      state.stages.find((s) => s.spec.name === 'short')?.status?.endCheckpoint?.path,
+    );
+
+    // Every checkpoint carries the θ of its stage.
+    for (const c of committed(dir, 'short'))
+      assert.equal(json<{ rope_theta: number }>(join(c, 'config.json')).rope_theta, 10000, c);
+    for (const c of committed(dir, 'long'))
+      assert.equal(json<{ rope_theta: number }>(join(c, 'config.json')).rope_theta, 130000, c);
+
+    // The second worker resumed from stage long's own checkpoint (not from the short stage's end).
+    const log = readFileSync(join(dir, 'jobs', `${RUN}-long-a1`, 'worker.log'), 'utf8');
+    const resumed = log
+      .split('\n')
+      .filter((l) => l.includes('"resumed from checkpoint"'))
+      .map((l) => JSON.parse(l) as { checkpoint: string; step: number });
+    assert.equal(resumed.length, 1, log);
+    assert.match(resumed[0]?.checkpoint ?? '', /^checkpoints\/long\/step-\d+\/$/);
+
+    // Steps of 512 tokens throughout: 16 × 32 before, 4 × 128 after, none lost or doubled at the kill.
+    const records = (stage: string) =>
+      readdirSync(join(runRoot(dir), 'metrics', stage))
+        .sort()
+        .map((f) => json<MetricsRecord>(join(runRoot(dir), 'metrics', stage, f)));
+    const all = [...records('short'), ...records('long')];
+    for (const r of all) assert.equal(r.tokens, r.step * 512, `step ${r.step}`);
+    const longRecords = records('long');
+    assert.equal(longRecords.at(-1)?.tokens, state.run.status?.tokenCount);
+
+    // The sampler across the length change (docs/data.md): each dataset's cursor counts windows
+    // of whatever length its stage reads; the long stage continues the counts of the short one.
+    const samplerOf = (checkpoint: string) =>
+      json<{
+        sampler: {
+          consumed: Record<string, number>;
+          stageCounts: Record<string, number>;
+          stageSequences: number;
+        };
+      }>(join(checkpoint, 'state.json')).sampler;
+    const shortEnd = samplerOf(committed(dir, 'short').at(-1) as string);
+    const longEnd = samplerOf(committed(dir, 'long').at(-1) as string);
+    assert.equal(shortEnd.stageSequences, (5120 / 512) * 16);
+    assert.equal(longEnd.stageSequences, ((longRecords.at(-1)?.tokens ?? 0) - 5120) / 128);
+    for (const name of ['prose', 'code'])
+      assert.equal(
+        longEnd.consumed[name],
+        (shortEnd.consumed[name] ?? 0) + (longEnd.stageCounts[name] ?? 0),
+        name,
+      );
+
+    // The export is the long-context model.
+    const exported = json<{ rope_theta: number }>(join(runRoot(dir), 'export', 'config.json'));
+    assert.equal(exported.rope_theta, 130000);
+  });
+});
