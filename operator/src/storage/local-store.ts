@@ -118,7 +118,15 @@ export class LocalStore implements ObjectStore {
         await this.walk(path, found);
       } else if (entry.isFile()) {
         const key = relative(this.root, path).split(sep).join('/');
-        found.push({ key, size: (await stat(path)).size });
+        let size: number;
+        try {
+          size = (await stat(path)).size;
+        } catch (error) {
+          // Deleted since readdir (a writer's retention, say): as in S3, it is simply not listed.
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw error;
+        }
+        found.push({ key, size });
       }
     }
   }
