@@ -6,6 +6,7 @@ import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 const USAGE = `usage: smolstage report RUN_DIR [--out DIR]
+       smolstage report --run NAME [--namespace NS] [--kubeconfig PATH] [--out DIR]
 
 Writes the report of a local run (the work directory of \`smolstage run\`, e.g. .smolstage/quickstart):
 DIR/report.html, one self-contained page (charts inline), and a PNG of every chart: training loss
@@ -14,17 +15,29 @@ threshold and the deciding reading, the mixture of every stage and the adjustmen
 it, tokens/s and step time, the checkpoints and the export. Reading only, so it works while the
 run is going on.
 
-  --out DIR   where to write (default: RUN_DIR/report)
+A cluster run (--run) is read from the API server (the TrainingRun and its Stages) and from its
+S3 store with the credentials in its storage.credentialsSecret, as the operator reads them.
+
+  --out DIR          where to write (default: RUN_DIR/report, or ./NAME-report for --run)
+  --run NAME         a TrainingRun in a cluster instead of a local run directory
+  --namespace NS     its namespace (default: default)
+  --kubeconfig PATH  kubeconfig to use (default: $KUBECONFIG or ~/.kube/config)
 
 Exit codes: 0 written, 1 the report could not be drawn, 2 bad input.`;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { out?: string; help?: boolean };
+  let values: { out?: string; run?: string; namespace?: string; kubeconfig?: string; help?: boolean };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: argv,
-      options: { out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        out: { type: 'string' },
+        run: { type: 'string' },
+        namespace: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       allowPositionals: true,
       strict: true,
     }));
@@ -36,15 +49,39 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length !== 1) {
-    console.error(`smolstage report: give one run directory, got ${positionals.length}\n\n${USAGE}`);
+  const cluster = values.run !== undefined;
+  if (
+    positionals.length !== (cluster ? 0 : 1) ||
+    (!cluster && (values.namespace ?? values.kubeconfig) !== undefined)
+  ) {
+    console.error(
+      `smolstage report: give one run directory, or --run NAME (with --namespace and --kubeconfig) and no directory\n\n${USAGE}`,
+    );
     return 2;
   }
-  const dir = resolve(positionals[0] as string);
   const { loadLocalRun, ReportInputError } = await import('../report/data.js');
   let data: Awaited<ReturnType<typeof loadLocalRun>>;
+  let outDir: string;
   try {
-    data = await loadLocalRun(dir);
+    if (values.run !== undefined) {
+      const { KubeConfig } = await import('@kubernetes/client-node');
+      const kubeConfig = new KubeConfig();
+      try {
+        if (values.kubeconfig !== undefined) kubeConfig.loadFromFile(values.kubeconfig);
+        else kubeConfig.loadFromDefault();
+      } catch (error) {
+        throw new ReportInputError(
+          `cannot load a kubeconfig (${(error as Error).message}): pass --kubeconfig PATH or set KUBECONFIG`,
+        );
+      }
+      const { loadClusterRun } = await import('../report/cluster.js');
+      data = await loadClusterRun(kubeConfig, values.namespace ?? 'default', values.run);
+      outDir = resolve(values.out ?? `${values.run}-report`);
+    } else {
+      const dir = resolve(positionals[0] as string);
+      data = await loadLocalRun(dir);
+      outDir = resolve(values.out ?? join(dir, 'report'));
+    }
   } catch (error) {
     if (error instanceof ReportInputError) {
       console.error(`smolstage report: ${error.message}`);
@@ -53,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   }
   const { writeReport } = await import('../report/index.js');
-  const written = await writeReport(data, resolve(values.out ?? join(dir, 'report')));
+  const written = await writeReport(data, outDir);
   const shown = relative('.', written.html);
   console.log(
     `report: ${shown.startsWith('..') ? written.html : shown} (${written.pngs.length} PNG charts beside it)`,

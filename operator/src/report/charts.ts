@@ -473,7 +473,8 @@ export function mixtureChart(data: ReportData): ChartSpec {
   const rows: { row: string; dataset: string; share: number; order: number }[] = [];
   const notes: { row: string; text: string }[] = [];
   const order: string[] = [];
-  const datasets = Object.keys(data.run.spec.datasets);
+  // By name, as the sampler orders them (and as the API server returns maps).
+  const datasets = Object.keys(data.run.spec.datasets).sort();
   for (const stage of data.stages) {
     const name = stage.spec.name;
     const written = normalized(stage.spec.mixture);
@@ -493,7 +494,7 @@ export function mixtureChart(data: ReportData): ChartSpec {
           ];
     for (const [row, mixture] of bars) {
       order.push(row);
-      for (const [dataset, share] of Object.entries(mixture))
+      for (const [dataset, share] of Object.entries(mixture).sort(([a], [b]) => (a < b ? -1 : 1)))
         if (share > 0) rows.push({ row, dataset, share, order: datasets.indexOf(dataset) });
     }
     if (adjustments.length > 0)

@@ -6,21 +6,30 @@
  * rule per recorded promotion, the threshold and the deciding reading of the metric promotion,
  * the adjusted mixture with its trigger — and the page is screenshotted. The PNGs must be PNGs
  * of twice the size of their SVGs. The page must load nothing but itself.
+ * The same run served from the cluster (TrainingRun and Stages in the real API server, its
+ * objects in the S3 server, keys only in the run's Secret) must give byte-identical charts.
  *
  * SMOLSTAGE_REPORT_SCREENSHOT=FILE keeps a copy of the full-page screenshot, to look at.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import type { TrainingRun } from '../../src/api/types.js';
+import { requireKube } from '../../../test/support/env.js';
+import { GROUP, type Stage, StageKind, type TrainingRun, VERSION } from '../../src/api/types.js';
+import { KubeWriter } from '../../src/drivers/kube/kube-writer.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
+import { createRunStore } from '../../src/storage/factory.js';
+import { deleteNamespace } from './support/kube.js';
+import { createRun } from './support/objects.js';
+import { crdNamespace } from './support/operator-setup.js';
+import { createBucket, requireS3, runStorage, s3Env } from './support/s3.js';
 
 // The page's DOM as far as this test reads it, for the functions run by page.evaluate (the
 // operator's TypeScript projects have no DOM library).
@@ -41,6 +50,8 @@ const CHROMIUM = process.env.SMOLSTAGE_CHROMIUM ?? '/usr/bin/chromium';
 
 let root: string;
 let data: string;
+/** The run the first test trained and reported; the cluster test serves the same run from S3. */
+let localRun: string | undefined;
 
 function runYaml(name: string): string {
   const d = (n: string) => `${data}/buckets/smolstage/quickstart/datasets/${n}`;
@@ -75,8 +86,15 @@ spec:
 `;
 }
 
-function smolstage(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+function smolstage(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (b) => {
@@ -117,6 +135,7 @@ describe('smolstage report', () => {
     await writeFile(join(root, 'run.yaml'), runYaml('reported'));
     const result = await smolstage(['run', 'run.yaml', '--dir', dir, '--threads', '1']);
     assert.equal(result.code, 0, result.stderr);
+    localRun = dir;
     const reportDir = join(dir, 'report');
     const htmlPath = join(reportDir, 'report.html');
     assert.ok(result.stdout.includes(`report: ${htmlPath}`), result.stdout);
@@ -333,6 +352,113 @@ describe('smolstage report', () => {
       }
     } finally {
       await context.close();
+    }
+  });
+
+  it('a cluster run: the TrainingRun and Stages from the API server, its objects from S3 with the Secret’s credentials, give the same charts', async () => {
+    assert.ok(localRun !== undefined, 'the local run of the first test');
+    const { client, namespace } = await crdNamespace('report');
+    try {
+      const bucket = await createBucket('report');
+      const storage = await runStorage(client, namespace, requireS3(), bucket);
+      const state = JSON.parse(readFileSync(join(localRun, 'state.json'), 'utf8')) as LocalState;
+      const name = state.run.metadata.name;
+      // The local run as the operator would have left it in the cluster: the objects with their
+      // statuses, and the run root's files in the run's S3 store.
+      const writer = new KubeWriter(client, 'report-test');
+      const run = await createRun(client, {
+        ...state.run,
+        metadata: { name, namespace },
+        spec: {
+          ...state.run.spec,
+          storage: {
+            endpoint: storage.endpoint,
+            bucket: storage.bucket,
+            region: storage.region,
+            prefix: storage.prefix,
+            credentialsSecret: { name: storage.secretName },
+          },
+        },
+        status: undefined,
+      } as TrainingRun);
+      await writer.patchRunStatus(run, state.run.status);
+      for (const stage of state.stages) {
+        const created = (await client.custom.createNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: StageKind.plural,
+          body: {
+            ...stage,
+            metadata: { name: stage.metadata.name, namespace, labels: stage.metadata.labels },
+            status: undefined,
+          },
+        })) as Stage;
+        await writer.patchStageStatus(created, stage.status);
+      }
+      const store = createRunStore(
+        { kind: 's3', endpoint: storage.endpoint, bucket, region: storage.region, prefix: storage.prefix },
+        { namespace, name },
+        s3Env(),
+      );
+      const runRoot = join(localRun, 'local', name);
+      for (const file of readdirSync(runRoot, { recursive: true, withFileTypes: true }))
+        if (file.isFile()) {
+          const path = join(file.parentPath, file.name);
+          await store.putFile(relative(runRoot, path), path);
+        }
+
+      const out = join(root, 'from-cluster');
+      // No S3 keys in the environment: the command reads them from the run's Secret.
+      const env = { ...process.env };
+      delete env.SMOLSTAGE_S3_ACCESS_KEY;
+      delete env.SMOLSTAGE_S3_SECRET_KEY;
+      const result = await smolstage(
+        [
+          'report',
+          '--run',
+          name,
+          '--namespace',
+          namespace,
+          '--kubeconfig',
+          requireKube().kubeconfig,
+          '--out',
+          out,
+        ],
+        env,
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const local = join(localRun, 'report');
+      const pngs = readdirSync(local)
+        .filter((f) => f.endsWith('.png'))
+        .sort();
+      assert.ok(pngs.length >= 6);
+      assert.deepEqual(
+        readdirSync(out)
+          .filter((f) => f.endsWith('.png'))
+          .sort(),
+        pngs,
+      );
+      for (const png of pngs)
+        assert.ok(
+          readFileSync(join(out, png)).equals(readFileSync(join(local, png))),
+          `${png} is the same chart`,
+        );
+      const html = readFileSync(join(out, 'report.html'), 'utf8');
+      assert.ok(
+        html.includes(`s3://${bucket}/${storage.prefix}/${namespace}/${name}/`),
+        'names where the objects are',
+      );
+      assert.ok(!html.includes(requireS3().secretKey), 'no credentials in the report');
+
+      const missing = await smolstage(
+        ['report', '--run', 'nosuchrun', '--namespace', namespace, '--kubeconfig', requireKube().kubeconfig],
+        env,
+      );
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, new RegExp(`TrainingRun ${namespace}/nosuchrun does not exist`));
+    } finally {
+      await deleteNamespace(client, namespace);
     }
   });
 });
