@@ -488,7 +488,7 @@ export function mixtureChart(data: ReportData): ChartSpec {
           ]
         : [
             [
-              `${name}${effective === undefined ? ' · not started' : ''}`,
+              `${name}${stage.status?.startTokens === undefined ? ' · not started' : ''}`,
               effective !== undefined ? normalized(effective) : written,
             ],
           ];

@@ -322,6 +322,7 @@ describe('smolstage report', () => {
         'Export',
       ])
         assert.ok(drawn.headings.includes(h), `section ${h}`);
+      assert.ok(!drawn.headings.includes('Notes'), 'no unreadable records and no Vega warnings');
       // stages, promotions, adjustments, checkpoints, export files
       assert.equal(drawn.tables, 5);
       const text = (await page.textContent('body')) ?? '';
