@@ -381,7 +381,7 @@ const operatorRejects: [string, (run: TrainingRun) => void, RegExp][] = [
     (r) => {
       r.spec.batch.globalBatchTokens = 3000;
     },
-    /globalBatchTokens 3000 is not a multiple of sequenceLength 128 × microBatchSize 16 × 1 devices/,
+    /globalBatchTokens 3000 is not a multiple of sequenceLength 128 × microBatchSize 8 × 1 devices/,
   ],
   [
     'startFrom a later stage',
