@@ -20,7 +20,9 @@ describe('renderTrainerSpec on the SmolLM2 recipe', () => {
       mixture: { dclm: 0.4, 'fineweb-edu': 0.6 },
       startedAt: {},
     });
-    assert.deepEqual(s.model, PRESETS['smollm2-1.7b']);
+    // The published pretraining configs train stages 1–4 at θ 10k (the example's model.config).
+    assert.deepEqual(s.model, { ...PRESETS['smollm2-1.7b'], ropeTheta: 10000 });
+    assert.equal(s.ropeTheta, 10000);
     assert.deepEqual(s.stage, { name: 'stage1', index: 0, attempt: 1 });
     assert.deepEqual(s.batch, { sequenceLength: 2048, globalBatchTokens: 2097152, microBatchSize: 4 });
     assert.deepEqual(s.budget, { startTokens: 0, stopAtTokens: 6e12 });
