@@ -16,6 +16,7 @@ import type { Stage, TrainingRun } from '../../src/api/types.js';
 import { Display } from '../../src/drivers/local/display.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
+import { tinyRunYaml } from './support/local-runs.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 
@@ -23,36 +24,7 @@ let root: string;
 let data: string;
 
 function runYaml(name: string, stageTwoTokens: string): string {
-  const d = (n: string) => `${data}/buckets/smolstage/quickstart/datasets/${n}`;
-  return `apiVersion: smolstage.dev/v1alpha1
-kind: TrainingRun
-metadata: {name: ${name}}
-spec:
-  model: {preset: tiny, config: {vocabSize: 512}}
-  tokenizer: {uri: ${data}/buckets/smolstage/quickstart/tokenizer.json}
-  datasets:
-    prose: {uri: ${d('prose')}}
-    code: {uri: ${d('code')}}
-    math: {uri: ${d('math')}}
-  batch: {sequenceLength: 64, globalBatchTokens: 512, microBatchSize: 8}
-  optimizer: {lr: 3.0e-3}
-  checkpoint: {everySteps: 5, keepLast: 2}
-  evaluation:
-    everySteps: 5
-    heldOutLoss: [code, math]
-    heldOutSequences: 4
-    tasks: [{name: arithmetic, uri: ${data}/buckets/smolstage/quickstart/evals/arithmetic.jsonl}]
-  stages:
-    - {name: one, tokens: 5K, mixture: {prose: 0.7, code: 0.3}}
-    - name: two
-      tokens: ${stageTwoTokens}
-      mixture: {prose: 0.5, code: 0.2, math: 0.3}
-      adjust: [{when: {metric: eval.code.loss, above: 0.01}, scale: {code: 2}}]
-    - name: three
-      tokens: 5K
-      mixture: {prose: 0.4, code: 0.2, math: 0.4}
-      promotion: {anyOf: [{metric: train.loss, below: 1000, afterTokens: 2K}], maxTokens: 400K}
-`;
+  return tinyRunYaml({ name, data, stageTwoTokens });
 }
 
 interface Finished {

@@ -27,6 +27,7 @@ import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
 import { createRunStore } from '../../src/storage/factory.js';
 import { deleteNamespace } from './support/kube.js';
+import { tinyRunYaml } from './support/local-runs.js';
 import { createRun } from './support/objects.js';
 import { crdNamespace } from './support/operator-setup.js';
 import { createBucket, requireS3, runStorage, s3Env } from './support/s3.js';
@@ -54,36 +55,7 @@ let data: string;
 let localRun: string | undefined;
 
 function runYaml(name: string): string {
-  const d = (n: string) => `${data}/buckets/smolstage/quickstart/datasets/${n}`;
-  return `apiVersion: smolstage.dev/v1alpha1
-kind: TrainingRun
-metadata: {name: ${name}}
-spec:
-  model: {preset: tiny, config: {vocabSize: 512}}
-  tokenizer: {uri: ${data}/buckets/smolstage/quickstart/tokenizer.json}
-  datasets:
-    prose: {uri: ${d('prose')}}
-    code: {uri: ${d('code')}}
-    math: {uri: ${d('math')}}
-  batch: {sequenceLength: 64, globalBatchTokens: 512, microBatchSize: 8}
-  optimizer: {lr: 3.0e-3}
-  checkpoint: {everySteps: 5, keepLast: 2}
-  evaluation:
-    everySteps: 5
-    heldOutLoss: [code, math]
-    heldOutSequences: 4
-    tasks: [{name: arithmetic, uri: ${data}/buckets/smolstage/quickstart/evals/arithmetic.jsonl}]
-  stages:
-    - {name: one, tokens: 5K, mixture: {prose: 0.7, code: 0.3}}
-    - name: two
-      tokens: 5K
-      mixture: {prose: 0.5, code: 0.2, math: 0.3}
-      adjust: [{when: {metric: eval.code.loss, above: 0.01}, scale: {code: 2}}]
-    - name: three
-      tokens: 5K
-      mixture: {prose: 0.4, code: 0.2, math: 0.4}
-      promotion: {anyOf: [{metric: eval.arithmetic.acc, atLeast: 0, afterTokens: 2K}], maxTokens: 400K}
-`;
+  return tinyRunYaml({ name, data, stageThreeCondition: 'metric: eval.arithmetic.acc, atLeast: 0' });
 }
 
 function smolstage(
