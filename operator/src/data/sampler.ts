@@ -94,6 +94,30 @@ interface DrawSource<D> {
  * (smooth weighted round robin) and which of its units (a Feistel permutation per epoch,
  * keyed by seed, dataset and epoch), with the resumable counters.
  */
+/** What both kinds of sampler take from their options to walk their sources. */
+interface DrawOptions {
+  seed: number;
+  stage?: string;
+  state?: SamplerState;
+  maxEpochs?: number;
+  plannedSequences?: number;
+  onWarning?: (message: string) => void;
+}
+
+/** A draw order over `sources` from a sampler's options, warned about its planned repetition. */
+function drawOrder<D>(sources: DrawSource<D>[], options: DrawOptions): DrawOrder<D> {
+  const order = new DrawOrder(
+    sources,
+    options.seed,
+    options.stage ?? 'default',
+    options.state,
+    options.maxEpochs ?? DEFAULT_MAX_EPOCHS,
+    options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`)),
+  );
+  if (options.plannedSequences !== undefined) order.warnAboutPlan(options.plannedSequences);
+  return order;
+}
+
 class DrawOrder<D> {
   readonly current: SamplerState;
   private readonly permutations = new Map<string, Permutation>();
@@ -286,15 +310,7 @@ export class MixtureSampler {
         );
       }
     }
-    this.order = new DrawOrder(
-      this.sources,
-      options.seed,
-      options.stage ?? 'default',
-      options.state,
-      options.maxEpochs ?? DEFAULT_MAX_EPOCHS,
-      options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`)),
-    );
-    if (options.plannedSequences !== undefined) this.order.warnAboutPlan(options.plannedSequences);
+    this.order = drawOrder(this.sources, options);
   }
 
   /** This rank's `n` sequences of the next global batch (n × worldSize sequences). */
@@ -422,15 +438,7 @@ class WholeExampleSampler {
           `dataset '${source.name}' has more than 2^32 examples; split it into several datasets`,
         );
     }
-    this.order = new DrawOrder(
-      sources,
-      options.seed,
-      options.stage ?? 'default',
-      options.state,
-      options.maxEpochs ?? DEFAULT_MAX_EPOCHS,
-      options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`)),
-    );
-    if (options.plannedSequences !== undefined) this.order.warnAboutPlan(options.plannedSequences);
+    this.order = drawOrder(sources, options);
   }
 
   /** This rank's draws of the next global batch of n × worldSize units. */
