@@ -4,18 +4,11 @@
  * the API as the operator reads them; never printed).
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import {
-  GROUP,
-  Labels,
-  type Stage,
-  StageKind,
-  type TrainingRun,
-  TrainingRunKind,
-  VERSION,
-} from '../api/types.js';
+import type { TrainingRun } from '../api/types.js';
 import { apiStatus, describeError, KubeClient } from '../drivers/kube/kube-client.js';
 import { createLogger } from '../drivers/kube/logger.js';
 import { s3RunRoot } from '../drivers/kube/observe.js';
+import { getRun, listStages } from '../drivers/kube/run-objects.js';
 import { RunStorageError, RunStores } from '../drivers/kube/run-stores.js';
 import { loadFromStore, type ReportData, ReportInputError } from './data.js';
 
@@ -27,13 +20,7 @@ export async function loadClusterRun(
   const client = new KubeClient(kubeConfig);
   let run: TrainingRun;
   try {
-    run = (await client.custom.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace,
-      plural: TrainingRunKind.plural,
-      name,
-    })) as TrainingRun;
+    run = await getRun(client, namespace, name);
   } catch (error) {
     if (apiStatus(error) === 404)
       throw new ReportInputError(
@@ -41,13 +28,7 @@ export async function loadClusterRun(
       );
     throw new ReportInputError(`cannot read TrainingRun ${namespace}/${name}: ${describeError(error)}`);
   }
-  const list = (await client.custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: StageKind.plural,
-    labelSelector: `${Labels.run}=${name}`,
-  })) as { items: Stage[] };
+  const stages = await listStages(client, namespace, name);
   let store: Awaited<ReturnType<RunStores['forRun']>>;
   try {
     store = await new RunStores(client, createLogger('error', true)).forRun(run);
@@ -55,5 +36,5 @@ export async function loadClusterRun(
     if (error instanceof RunStorageError) throw new ReportInputError(error.message);
     throw error;
   }
-  return loadFromStore(run, list.items, store, s3RunRoot(run));
+  return loadFromStore(run, stages, store, s3RunRoot(run));
 }

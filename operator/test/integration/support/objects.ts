@@ -1,15 +1,10 @@
 /** Reading smolstage objects, Jobs and Events back from the API server in tests. */
 import type { EventsV1Event, V1Job } from '@kubernetes/client-node';
-import {
-  GROUP,
-  Labels,
-  type Stage,
-  StageKind,
-  type TrainingRun,
-  TrainingRunKind,
-  VERSION,
-} from '../../../src/api/types.js';
+import { GROUP, Labels, type TrainingRun, TrainingRunKind, VERSION } from '../../../src/api/types.js';
 import type { KubeClient } from '../../../src/drivers/kube/kube-client.js';
+import { getRun } from '../../../src/drivers/kube/run-objects.js';
+
+export { getRun, listStages } from '../../../src/drivers/kube/run-objects.js';
 
 export async function createRun(client: KubeClient, run: TrainingRun): Promise<TrainingRun> {
   return (await client.custom.createNamespacedCustomObject({
@@ -19,27 +14,6 @@ export async function createRun(client: KubeClient, run: TrainingRun): Promise<T
     plural: TrainingRunKind.plural,
     body: run,
   })) as TrainingRun;
-}
-
-export async function getRun(client: KubeClient, namespace: string, name: string): Promise<TrainingRun> {
-  return (await client.custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: TrainingRunKind.plural,
-    name,
-  })) as TrainingRun;
-}
-
-export async function listStages(client: KubeClient, namespace: string, run: string): Promise<Stage[]> {
-  const list = (await client.custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: StageKind.plural,
-    labelSelector: `${Labels.run}=${run}`,
-  })) as { items: Stage[] };
-  return list.items.sort((a, b) => a.spec.index - b.spec.index);
 }
 
 export async function listJobs(client: KubeClient, namespace: string, run: string): Promise<V1Job[]> {
