@@ -808,6 +808,9 @@ export const stageStatus = obj('Observed state of the stage, written by the oper
   ),
   startedAt: str('When the first attempt was launched.'),
   completedAt: str('When the stage completed or failed.'),
+  report: str(
+    'Where the run’s report is (report.html, a PNG per chart beside it): the operator rewrites it when this stage ends and when the run ends; `smolstage report` draws it at any time.',
+  ),
   message: str('Human-readable state.'),
 });
 
@@ -824,6 +827,9 @@ export const runStatus = obj('Observed state of the run, written by the operator
   tokens: str('Cumulative tokens, human readable (6.0002T).'),
   loss: num('Latest train.loss.'),
   lastCheckpoint: str('URI of the newest committed checkpoint.'),
+  report: str(
+    'Where the run’s report is (report.html, a PNG per chart beside it), rewritten when a stage ends and when the run ends.',
+  ),
   promotions: arr(
     'Every promotion so far.',
     obj(
