@@ -148,6 +148,8 @@ export const Reason = {
   StageStopping: 'StageStopping',
   WaitingForCheckpoint: 'WaitingForCheckpoint',
   RetryBackoff: 'RetryBackoff',
+  /** The stage's Job waits suspended for a queue's admission (Kueue), not suspended by the run. */
+  Queued: 'Queued',
   ExportRunning: 'ExportRunning',
   RunSucceeded: 'RunSucceeded',
   // Promoted
@@ -175,6 +177,7 @@ export const Reason = {
   CheckpointFallback: 'CheckpointFallback',
   ExportStarted: 'ExportStarted',
   ModelExported: 'ModelExported',
+  ReportNotWritten: 'ReportNotWritten',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 

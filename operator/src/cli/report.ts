@@ -2,8 +2,9 @@
  * `smolstage report RUN_DIR [--out DIR]`: the report of a local run (its `smolstage run --dir`
  * work directory) as one HTML file and PNG charts. Works during a run too: it only reads.
  */
-import { join, relative, resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { localReportDir } from '../drivers/local/state.js';
 
 const USAGE = `usage: smolstage report RUN_DIR [--out DIR]
        smolstage report --run NAME [--namespace NS] [--kubeconfig PATH] [--out DIR]
@@ -80,7 +81,7 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       const dir = resolve(positionals[0] as string);
       data = await loadLocalRun(dir);
-      outDir = resolve(values.out ?? join(dir, 'report'));
+      outDir = resolve(values.out ?? localReportDir(dir));
     }
   } catch (error) {
     if (error instanceof ReportInputError) {
@@ -107,7 +108,7 @@ export async function reportAfterRun(workDir: string, say: (line: string) => voi
   try {
     const { loadLocalRun } = await import('../report/data.js');
     const { writeReport } = await import('../report/index.js');
-    const written = await writeReport(await loadLocalRun(workDir), join(workDir, 'report'));
+    const written = await writeReport(await loadLocalRun(workDir), localReportDir(workDir));
     say(`report: ${written.html} (smolstage report ${workDir} rewrites it)`);
   } catch (error) {
     say(`report: not written: ${(error as Error).message}`);

@@ -146,13 +146,17 @@ async function runLocally(
       for (const signal of signals) process.off(signal, onSignal);
     }
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
+    const say = (l: string) => console.log(l);
     if (outcome === 'Interrupted') {
+      // The driver draws the report when a stage or the run ends; a stopped run gets it drawn here.
+      await reportAfterRun(workDir, say);
       display.say(
         `stopped after ${minutes} min; state saved in ${relative('.', driver.statePath())}. Run the same command again to resume.`,
       );
       return 130;
     }
     if (outcome === 'Aborted') {
+      await reportAfterRun(workDir, say);
       display.say(
         `stopped after ${minutes} min: ${driver.abortReason}. Once that is fixed, run the same command again to resume.`,
       );
@@ -165,8 +169,10 @@ async function runLocally(
       return 0;
     }
     console.log(`\n${driver.summary()}\n`);
-    // The run's report (HTML + PNG charts, cli/report.ts): after a success or a failure; it never changes the exit code.
-    await reportAfterRun(workDir, (l) => console.log(l));
+    // Drawn by the driver as the run ended (status.report); drawn here when that did not happen.
+    const report = state.run.status?.report;
+    if (report !== undefined) say(`report: ${report} (smolstage report ${workDir} redraws it)`);
+    else await reportAfterRun(workDir, say);
     if (outcome === 'Failed') {
       console.log(
         `run ${runSpec.metadata.name} FAILED after ${minutes} min: ${state.run.status?.message ?? ''}`,

@@ -55,6 +55,8 @@ export interface Observed {
    * run root in a cluster (`s3://bucket/prefix/namespace/run/`), a directory in local mode.
    */
   storageRoot: string;
+  /** Where the driver writes the run's report (`writeReport`), as status shows it. */
+  reportLocation: string;
   /** Current time, ISO 8601. */
   now: string;
 }
@@ -88,6 +90,11 @@ export type Action =
     }
   | { type: 'setJobSuspended'; name: string; suspended: boolean }
   | { type: 'writeControl'; stage: string; key: string; request: StopRequest }
+  /**
+   * Draw the run's report at `reportLocation` from the state this decision leaves (see
+   * decidedObjects). Best effort: a report that cannot be drawn is logged and never fails the run.
+   */
+  | { type: 'writeReport' }
   | {
       type: 'emitEvent';
       regarding: { kind: 'TrainingRun' | 'Stage'; name: string };
@@ -102,4 +109,21 @@ export interface Decision {
   actions: Action[];
   /** Reconcile again after this many seconds even without events (retry backoff, metric polling). */
   requeueAfterSeconds?: number;
+}
+
+/** The run and its Stages as they are once the decision's status writes are applied. */
+export function decidedObjects(
+  observed: Observed,
+  decision: Decision,
+): { run: TrainingRun; stages: Stage[] } {
+  const decided = new Map<string, StageStatus>();
+  for (const action of decision.actions)
+    if (action.type === 'updateStageStatus') decided.set(action.name, action.status);
+  return {
+    run: { ...observed.run, status: decision.runStatus },
+    stages: observed.stages.map((stage) => {
+      const status = decided.get(stage.metadata.name);
+      return status === undefined ? stage : { ...stage, status };
+    }),
+  };
 }

@@ -18,6 +18,7 @@ class ObservedBuilder {
       metrics: {},
       checkpoints: {},
       storageRoot: 's3://runs/smolstage/ns/run/',
+      reportLocation: 's3://runs/smolstage/ns/run/report/report.html',
       now: NOW,
     };
   }
@@ -80,6 +81,11 @@ class ObservedBuilder {
   }
   exportStatus(status: NonNullable<TrainingRun['status']>['export']): this {
     this.o.run.status = { ...this.o.run.status, export: status };
+    return this;
+  }
+  /** The phase an earlier reconcile wrote. */
+  runPhase(phase: NonNullable<TrainingRun['status']>['phase']): this {
+    this.o.run.status = { ...this.o.run.status, phase };
     return this;
   }
   build(): Observed {
@@ -224,6 +230,32 @@ describe('reconcileRun', () => {
     );
     assert.equal(condition(d, 'Promoted')?.reason, 'TokenBudgetReached');
     assert.ok(types(d.actions).includes('event:TokenBudgetReached'));
+  });
+
+  it('a stage that ends gets the report drawn after the status writes, once, and status says where', () => {
+    const o = observe(threeStages())
+      .stage(0, running())
+      .job('s1', 1, 'Succeeded')
+      .metrics('s1', 10, { 'train.loss': 3 })
+      .checkpoints('s1', 5, 10)
+      .build();
+    const d = reconcileRun(o);
+    const kinds = types(d.actions);
+    assert.equal(kinds.filter((t) => t === 'writeReport').length, 1);
+    assert.ok(kinds.lastIndexOf('updateStageStatus') < kinds.indexOf('writeReport'));
+    const report = 's3://runs/smolstage/ns/run/report/report.html';
+    assert.equal(stageStatus(d.actions, 'run-s1')?.report, report);
+    assert.equal(
+      stageStatus(d.actions, 'run-s2')?.report,
+      undefined,
+      'a stage that has not ended links nothing',
+    );
+    assert.equal(d.runStatus.report, report);
+    // The next reconcile sees the stage Completed already: nothing is drawn again.
+    for (const stage of o.stages) stage.status = stageStatus(d.actions, stage.metadata.name) ?? stage.status;
+    o.run.status = d.runStatus;
+    o.jobs.push({ name: 'run-s2-a1', stage: 's2', attempt: 1, phase: 'Running', suspendedByRun: false });
+    assert.ok(!types(reconcileRun(o).actions).includes('writeReport'));
   });
 
   it('waits for the final committed checkpoint before completing a stage', () => {
@@ -395,7 +427,8 @@ describe('reconcileRun', () => {
       build: (b) => b.exportStatus(pendingExport(1)).exportJob(1, 'Succeeded').exported(`${S3_END}/`),
       phase: 'Succeeded',
       exportPhase: 'Succeeded',
-      actions: ['event:ModelExported'],
+      // The run ends: its report is drawn once more, with the export in it.
+      actions: ['event:ModelExported', 'writeReport'],
       check: (d) => {
         assert.equal(condition(d, 'Progressing')?.reason, 'RunSucceeded');
         assert.match(d.runStatus.message ?? '', /exported to s3:\/\/runs\/smolstage\/ns\/run\/export\//);
@@ -405,6 +438,7 @@ describe('reconcileRun', () => {
       name: 'already Succeeded: nothing to do',
       build: (b) =>
         b
+          .runPhase('Succeeded')
           .exportStatus({ ...pendingExport(1), phase: 'Succeeded' })
           .exportJob(1, 'Succeeded')
           .exported(`${S3_END}/`),
@@ -447,7 +481,7 @@ describe('reconcileRun', () => {
           .exportJob(1, 'Failed', { exitCode: 2, failureMessage: 'exit code 2' }),
       phase: 'Failed',
       exportPhase: 'Failed',
-      actions: ['event:ExportFailed'],
+      actions: ['event:ExportFailed', 'writeReport'],
       check: (d) => {
         assert.equal(condition(d, 'Failed')?.reason, 'ExportFailed');
         assert.match(d.runStatus.message ?? '', /not retried/);
@@ -462,13 +496,14 @@ describe('reconcileRun', () => {
         ),
       phase: 'Failed',
       exportPhase: 'Failed',
-      actions: ['event:ExportFailed'],
+      actions: ['event:ExportFailed', 'writeReport'],
       check: (d) => assert.match(d.runStatus.export?.message ?? '', /4 failed attempts exceed/),
     },
     {
       name: 'a failed export stays failed',
       build: (b) =>
         b
+          .runPhase('Failed')
           .exportStatus({ ...pendingExport(1), phase: 'Failed', message: 'export: gave up' })
           .exportJob(1, 'Failed'),
       phase: 'Failed',
@@ -521,6 +556,12 @@ describe('reconcileRun', () => {
     assert.equal(d.runStatus.phase, 'Failed');
     assert.equal(condition(d, 'Failed')?.reason, 'BackoffLimitExceeded');
     assert.equal(createdJob(d.actions), undefined);
+    assert.equal(
+      types(d.actions).filter((t) => t === 'writeReport').length,
+      1,
+      'a failed run is reported too',
+    );
+    assert.equal(stageStatus(d.actions, 'run-s1')?.report, 's3://runs/smolstage/ns/run/report/report.html');
   });
 
   for (const [code, reason] of [
@@ -560,6 +601,21 @@ describe('reconcileRun', () => {
       kueueHeld.actions.find((a) => a.type === 'setJobSuspended'),
       undefined,
     );
+  });
+
+  it('Kueue: a Job waiting suspended for admission is reported Queued, with its LocalQueue', () => {
+    const queued = threeStages();
+    queued.spec.trainer.queueName = 'team-a';
+    const d = reconcileRun(observe(queued).stage(0, running()).job('s1', 1, 'Suspended').build());
+    assert.equal(condition(d, 'Progressing')?.reason, 'Queued');
+    assert.equal(condition(d, 'Progressing')?.status, 'True');
+    assert.equal(condition(d, 'Suspended')?.status, 'False');
+    assert.equal(
+      d.runStatus.message,
+      's1: Job run-s1-a1 is queued in LocalQueue team-a, waiting for Kueue to admit it',
+    );
+    const admitted = reconcileRun(observe(queued).stage(0, running()).job('s1', 1, 'Running').build());
+    assert.equal(condition(admitted, 'Progressing')?.reason, 'StageRunning');
   });
 
   it('a suspended run does not start its first stage', () => {

@@ -250,6 +250,17 @@ class RunReconciler {
         reason: Reason.StageStopping,
         message: `${stage.name}: stopping at a checkpoint to promote`,
       };
+    } else if (job.phase === 'Suspended' && !job.suspendedByRun && !this.spec.suspend) {
+      // Created suspended for Kueue (trainer.queueName), or suspended by another controller:
+      // the Job waits for admission, so nothing trains yet.
+      const queue = this.spec.trainer.queueName;
+      this.progress = {
+        reason: Reason.Queued,
+        message:
+          queue === undefined
+            ? `${stage.name}: Job ${job.name} is suspended, not by this run; waiting for it to be resumed`
+            : `${stage.name}: Job ${job.name} is queued in LocalQueue ${queue}, waiting for Kueue to admit it`,
+      };
     } else {
       const cap = stageTokenCap(stage);
       const percent = Math.min(100, (100 * this.trainedTokens(index)) / cap);
@@ -731,6 +742,7 @@ class RunReconciler {
 
     if (this.stages.length > 0) this.summarizeProgress(succeeded ? this.stages.length - 1 : activeIndex);
     this.setConditions(phase);
+    this.reportEnds();
 
     for (const stage of this.stages) {
       const status = this.stageStatus.get(stage.spec.name) as StageStatus;
@@ -743,6 +755,21 @@ class RunReconciler {
       actions: [...this.actions, ...this.postActions],
       ...(this.requeueAfterSeconds !== undefined ? { requeueAfterSeconds: this.requeueAfterSeconds } : {}),
     };
+  }
+
+  /** A stage or the run that ends in this decision gets the report redrawn, and status says where. */
+  private reportEnds(): void {
+    const ended = (phase: string | undefined) =>
+      phase === 'Completed' || phase === 'Failed' || phase === 'Succeeded';
+    const endedStages = this.stages.filter(
+      (stage) => ended(this.stageStatus.get(stage.spec.name)?.phase) && !ended(stage.status?.phase),
+    );
+    const runEnded = ended(this.status.phase) && !ended(this.run.status?.phase);
+    if (endedStages.length === 0 && !runEnded) return;
+    for (const stage of endedStages)
+      (this.stageStatus.get(stage.spec.name) as StageStatus).report = this.o.reportLocation;
+    this.status.report = this.o.reportLocation;
+    this.postActions.push({ type: 'writeReport' });
   }
 
   private summarizeProgress(index: number): void {

@@ -23,6 +23,7 @@ class World {
       metrics: {},
       checkpoints: {},
       storageRoot: 's3://runs/smolstage/ns/run/',
+      reportLocation: 's3://runs/smolstage/ns/run/report/report.html',
       now: new Date(T0).toISOString(),
     };
   }

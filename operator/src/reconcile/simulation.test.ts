@@ -36,6 +36,7 @@ class FakeCluster {
       checkpoints: this.checkpoints,
       ...(this.exported !== undefined ? { exportedCheckpoint: this.exported } : {}),
       storageRoot: 's3://sim/smolstage/ml/sim/',
+      reportLocation: 's3://sim/smolstage/ml/sim/report/report.html',
       now: new Date(this.clock).toISOString(),
     });
   }

@@ -8,6 +8,7 @@
  *     metrics/<stage>/step-<NNNNNNNNN>.json
  *     control/<name>
  *     export/
+ *     report/                                   report.html and a PNG per chart (the operator writes it)
  *
  * Keys below the run root are relative to it; stores scoped with `runRoot` take them as is.
  */
@@ -16,6 +17,9 @@ export const STEP_DIGITS = 9;
 export const MAX_STEP = 10 ** STEP_DIGITS - 1;
 export const COMMITTED_FILE = 'COMMITTED';
 export const STATE_FILE = 'state.json';
+/** Run-relative directory of the run's report. */
+export const REPORT_DIR = 'report/';
+export const REPORT_PAGE = 'report.html';
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const PREFIX_SEGMENT = /^[A-Za-z0-9._-]+$/;

@@ -92,6 +92,18 @@ export function isRetryableS3Error(error: unknown): boolean {
  * it only covers HTTP status codes; ours covers network errors too, bounded by
  * `RetryPolicy`. Credentials stay inside the client and never appear in messages.
  */
+/** So a browser shows the report straight from the bucket (S3 would serve application/octet-stream). */
+const CONTENT_TYPES: Record<string, string> = {
+  html: 'text/html; charset=utf-8',
+  png: 'image/png',
+  json: 'application/json',
+};
+
+function contentTypeOf(key: string): Record<string, string> {
+  const type = CONTENT_TYPES[key.slice(key.lastIndexOf('.') + 1)];
+  return type === undefined ? {} : { 'Content-Type': type };
+}
+
 export class S3Store implements ObjectStore {
   readonly location: string;
   readonly #client: Client;
@@ -126,7 +138,7 @@ export class S3Store implements ObjectStore {
   async put(key: string, body: Buffer | string): Promise<void> {
     const data = typeof body === 'string' ? Buffer.from(body) : body;
     await this.#call(`put ${key}`, () =>
-      this.#client.putObject(this.#bucket, this.#name(key), data, data.length),
+      this.#client.putObject(this.#bucket, this.#name(key), data, data.length, contentTypeOf(key)),
     );
   }
 

@@ -241,6 +241,17 @@ describe('cluster: a TrainingRun through the real Job controller, scheduler, GC 
       ],
     );
     await store.get(exportedKey());
+    // The operator drew the run's report into the run's store as each stage and the run ended.
+    const report = `${store.location}report/report.html`;
+    assert.equal(run.status?.report, report);
+    for (const s of await listStages(client, namespace, RUN))
+      assert.equal(s.status?.report, report, s.spec.name);
+    const page = (await store.get('report/report.html')).toString('utf8');
+    for (const name of ['stage1', 'stage2', 'stage3']) assert.match(page, new RegExp(name));
+    assert.ok(
+      (await store.list('report/')).some((o) => o.key.endsWith('.png')),
+      'the charts as PNG',
+    );
     const jobs = await listJobs(client, namespace, RUN);
     assert.deepEqual(
       jobs.map((j) => j.metadata?.name).sort(),

@@ -138,6 +138,14 @@ describe('smolstage run', () => {
     const config = JSON.parse(readFileSync(join(exported, 'config.json'), 'utf8'));
     assert.equal(config.vocab_size, 512);
     assert.match(result.stdout, /one\s+Completed/);
+    // The driver drew the report as each stage ended and as the run ended; status links it.
+    const report = join(dir, 'report', 'report.html');
+    assert.equal(status.report, report);
+    for (const s of state.stages) assert.equal(s.status?.report, report, s.spec.name);
+    const page = readFileSync(report, 'utf8');
+    for (const name of ['one', 'two', 'three']) assert.match(page, new RegExp(`\\b${name}\\b`));
+    assert.match(page, /export/i);
+    assert.match(result.stdout, new RegExp(`report: ${report.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   });
 
   it('--ranks 2 trains every stage on two data-parallel CPU ranks, and refuses a batch they cannot split', async () => {

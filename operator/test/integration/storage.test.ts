@@ -121,6 +121,17 @@ for (const backend of backends) {
       }
     });
 
+    if (backend.name === 's3')
+      it('serves a report page and its charts with their content types, so a browser shows them', async () => {
+        await store.put('report/report.html', '<!doctype html><title>r</title>');
+        await store.put('report/loss.png', Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+        const base = store.location.slice(`s3://${s3Bucket}/`.length);
+        const type = async (key: string) =>
+          (await s3Client().statObject(s3Bucket, `${base}${key}`)).metaData['content-type'];
+        assert.equal(await type('report/report.html'), 'text/html; charset=utf-8');
+        assert.equal(await type('report/loss.png'), 'image/png');
+      });
+
     it('commits checkpoints with COMMITTED last and never overwrites a committed step', async () => {
       const local = join(scratch, 'ckpt');
       await rm(local, { recursive: true, force: true });

@@ -4,8 +4,8 @@
  * resourceVersion the decision was based on (a concurrent change makes it a 409 and the run is
  * reconciled again from fresh state).
  */
-import { Annotations, API_VERSION, type Stage, type TrainingRun } from '../../api/types.js';
-import type { Decision, Observed } from '../../reconcile/observed.js';
+import { Annotations, API_VERSION, Reason, type Stage, type TrainingRun } from '../../api/types.js';
+import { type Decision, decidedObjects, type Observed } from '../../reconcile/observed.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { Logger } from './logger.js';
 import { mergePatchBetween } from './merge-patch.js';
@@ -115,6 +115,9 @@ export async function actOnDecision(
         log.info('wrote control request', { key: action.key, stopAtStep: action.request.stopAtStep });
         break;
       }
+      case 'writeReport':
+        writes += await writeRunReport(run, observed, decision, ctx);
+        break;
       case 'emitEvent': {
         const regarding = action.regarding.kind === 'Stage' ? stageByName.get(action.regarding.name) : run;
         const recorded = await ctx.writer.recordEvent(run, {
@@ -156,4 +159,45 @@ export async function actOnDecision(
       ? { requeueAfterMs: decision.requeueAfterSeconds * 1000 }
       : {}),
   };
+}
+
+/**
+ * Draws the report into the run's store. A report is never worth failing a run for: a failure is
+ * logged and told as a Warning Event (returns the number of API writes: the Event).
+ */
+async function writeRunReport(
+  run: TrainingRun,
+  observed: Observed,
+  decision: Decision,
+  ctx: ActContext,
+): Promise<number> {
+  const decided = decidedObjects(observed, decision);
+  try {
+    // Loaded here: the charting libraries are large and most reconciles draw nothing.
+    const [{ loadFromStore }, { publishReport }] = await Promise.all([
+      import('../../report/data.js'),
+      import('../../report/index.js'),
+    ]);
+    const store = await ctx.stores.forRun(run);
+    await publishReport(await loadFromStore(decided.run, decided.stages, store, observed.storageRoot), store);
+    ctx.logger.info('wrote the run report', { report: observed.reportLocation });
+    return 0;
+  } catch (error) {
+    const message = `the run report was not written to ${observed.reportLocation}: ${(error as Error).message}`;
+    ctx.logger.warn(message);
+    await ctx.writer.recordEvent(run, {
+      type: 'Warning',
+      reason: Reason.ReportNotWritten,
+      action: Reason.ReportNotWritten,
+      note: message,
+      dedupKey: message,
+      regarding: {
+        kind: 'TrainingRun',
+        apiVersion: API_VERSION,
+        name: run.metadata.name,
+        ...(run.metadata.uid !== undefined ? { uid: run.metadata.uid } : {}),
+      },
+    });
+    return 1;
+  }
 }

@@ -10,6 +10,7 @@ import type { Stage, TrainingRun } from '../../api/types.js';
 import type { Observed } from '../../reconcile/observed.js';
 import { summarizeJob } from '../../reconcile/render-job.js';
 import { readExportManifest } from '../../storage/exports.js';
+import { REPORT_DIR, REPORT_PAGE } from '../../storage/layout.js';
 import type { StoreReader } from '../../storage/store-reader.js';
 import type { Informer } from './informer.js';
 import type { RunStores } from './run-stores.js';
@@ -67,6 +68,7 @@ export async function observeRun(run: TrainingRun, sources: ObserveSources): Pro
     checkpoints,
     ...(exported !== null ? { exportedCheckpoint: exported.checkpoint } : {}),
     storageRoot: s3RunRoot(run),
+    reportLocation: `${s3RunRoot(run)}${REPORT_DIR}${REPORT_PAGE}`,
     now: new Date().toISOString(),
   };
 }

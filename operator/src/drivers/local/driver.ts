@@ -14,16 +14,24 @@ import { classifyFailure, diskFull, ExitCode } from '../../api/failures.js';
 import { RankEnv, type StorageSpec, type TrainerSpec } from '../../api/trainer-spec.js';
 import { PROMOTION_REASONS, Reason, type StageStatus } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
-import type { Action, Decision, Observed } from '../../reconcile/observed.js';
+import { type Action, type Decision, decidedObjects, type Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
 import { readExportManifest } from '../../storage/exports.js';
 import { createRunStore } from '../../storage/factory.js';
+import { REPORT_PAGE } from '../../storage/layout.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import { StoreReader } from '../../storage/store-reader.js';
 import { type Display, summaryTable } from './display.js';
 import type { LocalInputs } from './inputs.js';
 import { jobAfterExit, type RunningWorker, spawnWorker, specFile, stopLeftoverWorkers } from './processes.js';
-import { LOCAL_NAMESPACE, type LocalJob, type LocalState, observedJob, writeState } from './state.js';
+import {
+  LOCAL_NAMESPACE,
+  type LocalJob,
+  type LocalState,
+  localReportDir,
+  observedJob,
+  writeState,
+} from './state.js';
 
 export interface LocalDriverOptions {
   state: LocalState;
@@ -199,6 +207,7 @@ export class LocalDriver {
       checkpoints,
       ...(exported !== null ? { exportedCheckpoint: exported.checkpoint } : {}),
       storageRoot: `${this.runRootDir()}/`,
+      reportLocation: join(localReportDir(this.o.workDir), REPORT_PAGE),
       now: new Date().toISOString(),
     };
   }
@@ -273,12 +282,30 @@ export class LocalDriver {
         case 'writeControl':
           await this.store.put(action.key, `${JSON.stringify(action.request)}\n`);
           break;
+        case 'writeReport':
+          await this.writeReport(observed, decision);
+          break;
         case 'emitEvent':
           this.report(action, decision);
           break;
       }
     }
     return toStart;
+  }
+
+  /** The report at a stage's end, drawn as `smolstage report` draws it; a failure is only told. */
+  private async writeReport(observed: Observed, decision: Decision): Promise<void> {
+    const decided = decidedObjects(observed, decision);
+    try {
+      const [{ loadFromStore }, { writeReport }] = await Promise.all([
+        import('../../report/data.js'),
+        import('../../report/index.js'),
+      ]);
+      const data = await loadFromStore(decided.run, decided.stages, this.store, this.runRootDir());
+      await writeReport(data, localReportDir(this.o.workDir));
+    } catch (error) {
+      this.o.display.say(`report: not written: ${(error as Error).message}`);
+    }
   }
 
   /** The rendered spec with local storage, local input paths and this machine's threads. */

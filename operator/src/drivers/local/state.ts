@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { withDefaults } from '../../api/defaults.js';
 import { diskFull, jsonProblem } from '../../api/failures.js';
@@ -15,6 +16,11 @@ import type { JobPhase, ObservedJob } from '../../reconcile/observed.js';
 export const STATE_VERSION = 'smolstage.dev/local-state/v1';
 /** The namespace local runs live in (it appears in the run root: `<dir>/local/<run>/`). */
 export const LOCAL_NAMESPACE = 'local';
+
+/** Where a local run's report is written (`smolstage report` defaults to it too). */
+export function localReportDir(workDir: string): string {
+  return join(workDir, 'report');
+}
 
 /** A stage attempt: one worker process at a time, replaced when it is preempted. */
 export interface LocalJob {
