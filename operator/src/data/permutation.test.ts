@@ -39,3 +39,16 @@ test('very large domains work without materializing them', () => {
   assert.throws(() => new Permutation(0, 'x'), RangeError);
   assert.throws(() => permutation.at(3_000_000_000), RangeError);
 });
+
+test('indexOf inverts at, for sizes on and off powers of four and very large ones', () => {
+  for (const size of [1, 2, 3, 5, 17, 100, 4097, 65536]) {
+    const permutation = new Permutation(size, `inverse-${size}`);
+    for (let i = 0; i < Math.min(size, 5000); i++) {
+      assert.equal(permutation.indexOf(permutation.at(i)), i, `size ${size}, index ${i}`);
+      assert.equal(permutation.at(permutation.indexOf(i)), i, `size ${size}, value ${i}`);
+    }
+  }
+  const big = new Permutation(3_000_000_000, 'big');
+  for (const i of [0, 1, 12345, 2_999_999_999]) assert.equal(big.indexOf(big.at(i)), i);
+  assert.throws(() => big.indexOf(3_000_000_000), RangeError);
+});

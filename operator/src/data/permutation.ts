@@ -2,7 +2,7 @@
  * A seeded pseudo-random permutation of [0, n) evaluated one index at a time, in O(1)
  * memory: a 4-round Feistel network over the smallest even-bit-width domain ≥ n, with cycle
  * walking to stay inside [0, n). Lets the sampler shuffle billions of windows per epoch
- * without materializing an order.
+ * without materializing an order, and ask where a given window falls in it (`indexOf`).
  */
 import { createHash } from 'node:crypto';
 
@@ -51,11 +51,31 @@ export class Permutation {
     return left * 2 ** this.halfBits + right;
   }
 
+  private decrypt(value: number): number {
+    let left = Math.floor(value / 2 ** this.halfBits);
+    let right = value % 2 ** this.halfBits;
+    for (let round = ROUNDS - 1; round >= 0; round--) {
+      const previous = (right ^ (mix32(left ^ (this.keys[round] as number)) & this.mask)) >>> 0;
+      right = left;
+      left = previous;
+    }
+    return left * 2 ** this.halfBits + right;
+  }
+
   /** The element at position `index` of the permuted order. */
   at(index: number): number {
     if (!(index >= 0 && index < this.size)) throw new RangeError(`index ${index} outside [0, ${this.size})`);
     let value = this.encrypt(index);
     while (value >= this.size) value = this.encrypt(value);
     return value;
+  }
+
+  /** The position of `value` in the permuted order: `at(indexOf(v)) === v`. */
+  indexOf(value: number): number {
+    if (!(value >= 0 && value < this.size)) throw new RangeError(`value ${value} outside [0, ${this.size})`);
+    // Cycle walking backwards: decrypt until back inside the domain.
+    let index = this.decrypt(value);
+    while (index >= this.size) index = this.decrypt(index);
+    return index;
   }
 }
