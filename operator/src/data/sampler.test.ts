@@ -4,13 +4,17 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { DataInputError } from '../api/failures.js';
 import { openDataset } from './dataset.js';
+import { Permutation } from './permutation.js';
 import { prepare } from './prepare.js';
 import {
+  type DatasetCursor,
   heldOutSequences,
   MixtureSampler,
   type MixtureSamplerOptions,
   projectedEpochs,
   type SamplerState,
+  type SamplerStateV1,
+  windowCount,
 } from './sampler.js';
 import { arrayDataset, positions, scratchDir, smallTokenizer } from './testdata/support.js';
 
@@ -239,4 +243,225 @@ test('on a prepared dataset, rows are windows of the real token stream', async (
   }
   assert.equal(heldOutSequences(dataset, 32, 2).length, 2 * 33);
   dataset.close();
+});
+
+/**
+ * Sequence-length changes (docs/data.md, "Changing the sequence length between stages"). Two
+ * datasets whose tokens are their positions plus a base; a row's first token tells where it
+ * starts, and its targets are the next seqLen tokens.
+ */
+const SIZES = { web: 20_001, code: 12_001 };
+const BASES: Record<string, number> = { web: 0, code: 1_000_000 };
+
+function lengthSampler(seqLen: number, stage: string, seed: number, state?: SamplerState | SamplerStateV1) {
+  return new MixtureSampler({
+    datasets: datasets(SIZES),
+    weights: stage.endsWith('b') ? { web: 0.4, code: 0.6 } : { web: 0.7, code: 0.3 },
+    seqLen,
+    seed,
+    stage,
+    onWarning: () => {},
+    ...(state === undefined ? {} : { state }),
+  });
+}
+
+/** Per-dataset counts of how often each token was a target in epoch 0. */
+class Reads {
+  readonly counts: Record<string, Uint8Array> = {
+    web: new Uint8Array(SIZES.web),
+    code: new Uint8Array(SIZES.code),
+  };
+  readonly done: Record<string, boolean> = { web: false, code: false };
+
+  /** Draws one sequence; records its targets when it belongs to its dataset's epoch 0. */
+  draw(s: MixtureSampler, seqLen: number): { source: string; epoch: number } {
+    const { tokens, sources } = s.nextBatch(1);
+    const source = sources[0] as string;
+    const epoch = (s.state().cursors[source] as DatasetCursor).epoch;
+    const start = (tokens[0] as number) - (BASES[source] as number);
+    if (epoch === 0) {
+      const counts = this.counts[source] as Uint8Array;
+      for (let t = start + 1; t <= start + seqLen; t++) counts[t] = (counts[t] as number) + 1;
+    } else this.done[source] = true;
+    return { source, epoch };
+  }
+}
+
+/** Targets of windows of `seqLen` that no epoch-0 draw read: windows that were still drawable. */
+function unreadWindows(counts: Uint8Array, seqLen: number): number {
+  let free = 0;
+  for (let w = 0; w < windowCount(counts.length, seqLen); w++) {
+    let read = false;
+    for (let t = w * seqLen + 1; t <= (w + 1) * seqLen && !read; t++) read = (counts[t] as number) > 0;
+    if (!read) free++;
+  }
+  return free;
+}
+
+test('across length changes, no token is predicted twice in an epoch and the epoch ends only when no unread window is left', (t) => {
+  const histories: [number, number][][] = [
+    [
+      [32, 0.3],
+      [128, 1],
+    ],
+    [
+      [32, 0.7],
+      [128, 1],
+    ],
+    [
+      [128, 0.3],
+      [32, 1],
+    ],
+    [
+      [48, 0.5],
+      [100, 1],
+    ],
+    [
+      [100, 0.5],
+      [48, 1],
+    ],
+    [
+      [32, 0.2],
+      [128, 0.1],
+      [32, 1],
+    ],
+    [
+      [48, 0.2],
+      [100, 0.2],
+      [64, 1],
+    ],
+  ];
+  for (const seed of [1, 7, 2024]) {
+    for (const history of histories) {
+      const label = `seed ${seed}, ${history.map(([l, f]) => `${l}@${f}`).join(' → ')}`;
+      const reads = new Reads();
+      let state: SamplerState | undefined;
+      for (const [index, [seqLen, fraction]] of history.entries()) {
+        const last = index === history.length - 1;
+        const s = lengthSampler(seqLen, `s${index}${last ? 'b' : ''}`, seed, state);
+        if (!last) {
+          // A share of the web dataset's epoch-0 windows (code comes along by weight).
+          const target = Math.floor(fraction * windowCount(SIZES.web, seqLen));
+          let web = 0;
+          while (web < target) if (reads.draw(s, seqLen).source === 'web') web++;
+        } else {
+          // Until both datasets have moved on to epoch 1.
+          for (let i = 0; !(reads.done.web && reads.done.code); i++) {
+            reads.draw(s, seqLen);
+            assert.ok(i < 100_000, `${label}: the epoch ends`);
+          }
+        }
+        state = s.state();
+      }
+      const finalLength = (history.at(-1) as [number, number])[0];
+      for (const [name, counts] of Object.entries(reads.counts)) {
+        assert.ok(
+          counts.every((c) => c <= 1),
+          `${label}: ${name} has a token predicted twice in epoch 0`,
+        );
+        assert.equal(unreadWindows(counts, finalLength), 0, `${label}: ${name} left an unread window`);
+        const unread = counts.subarray(1).filter((c) => c === 0).length;
+        t.diagnostic(`${label}: ${name} left ${((100 * unread) / (counts.length - 1)).toFixed(1)}% unread`);
+        // Going from a multiple of the length to the length: nothing is left but the tail.
+        if (history.length === 2 && history[0]?.[0] === 128 && finalLength === 32)
+          assert.ok(unread < 128, `${label}: ${name} left ${unread} tokens unread`);
+      }
+    }
+  }
+});
+
+test('the epoch after a length change is a whole ordinary epoch at the new length', () => {
+  const first = lengthSampler(32, 'a', 3);
+  first.skip(1, 300);
+  const s = lengthSampler(128, 'b', 3, first.state());
+  // Draw to the end of web's epoch 0 at 128, then read its epoch 1 whole.
+  const windows = windowCount(SIZES.web, 128);
+  const starts: number[] = [];
+  for (let i = 0; i < 100_000 && starts.length < windows; i++) {
+    const { tokens, sources } = s.nextBatch(1);
+    if (sources[0] === 'web' && (s.state().cursors.web as DatasetCursor).epoch === 1)
+      starts.push(tokens[0] as number);
+  }
+  assert.deepEqual(
+    [...starts].sort((a, b) => a - b),
+    Array.from({ length: windows }, (_, w) => w * 128),
+  );
+  assert.deepEqual((s.state().cursors.web as DatasetCursor).phases.length, 1);
+});
+
+test('resuming after a length change draws what an uninterrupted stage draws, at any point', () => {
+  const first = lengthSampler(32, 'a', 11);
+  first.skip(8, 40);
+  const straight = lengthSampler(128, 'b', 11, first.state());
+  const expected = drain(straight, 60, 4);
+  for (const k of [0, 1, 23, 59]) {
+    const s = lengthSampler(128, 'b', 11, first.state());
+    const before = drain(s, k, 4);
+    const saved = JSON.parse(JSON.stringify(s.state())) as SamplerState;
+    const after = drain(lengthSampler(128, 'b', 11, saved), 60 - k, 4);
+    assert.deepEqual([...before, ...after], expected, `k = ${k}`);
+  }
+  // And a stage that changes the length, stops before drawing and resumes at the same length.
+  const untouched = lengthSampler(128, 'b', 11, first.state()).state();
+  assert.deepEqual(drain(lengthSampler(128, 'b', 11, untouched), 10, 4), expected.slice(0, 10));
+});
+
+test('the phase at the epoch’s first length keeps version 1’s order, and version-1 states still resume', () => {
+  // Version 1's order: window Permutation(U, "seed\0name\0epoch").at(i) at cursor i.
+  const s = sampler({ weights: { web: 1 } });
+  const windows = windowCount(4001, SEQ);
+  const v1Order = new Permutation(windows, '1234\u0000web\u00000');
+  const rows = s.nextBatch(50).tokens;
+  for (let i = 0; i < 50; i++) assert.equal(rows[i * ROW], v1Order.at(i) * SEQ);
+
+  // A version-1 state of the same stage resumes exactly, silently.
+  const straight = sampler();
+  drain(straight, 7, 8);
+  const v2 = straight.state();
+  const v1: SamplerStateV1 = {
+    version: 1,
+    seed: v2.seed,
+    stage: v2.stage,
+    stageSequences: v2.stageSequences,
+    stageCounts: v2.stageCounts,
+    consumed: v2.consumed,
+  };
+  const warnings: string[] = [];
+  const resumed = sampler({ state: v1, onWarning: (m) => warnings.push(m) });
+  assert.deepEqual(resumed.state(), v2);
+  assert.deepEqual(drain(resumed, 5, 8), drain(straight, 5, 8));
+  assert.deepEqual(warnings, []);
+  // From another stage it continues as version 1 did, and says the length it read is unknown.
+  const later: string[] = [];
+  sampler({ stage: 'stage2', state: v1, onWarning: (m) => later.push(m) });
+  assert.equal(later.length, 3, later.join('\n'));
+  assert.match(later[0] as string, /version-1 sampler state .* does not record the sequence length/);
+  assert.throws(
+    () => sampler({ state: { ...v1, version: 3 } as unknown as SamplerStateV1 }),
+    /sampler state version 3 is not supported \(expected 1 or 2\)/,
+  );
+});
+
+test('a dataset that changed size since its epoch began starts a new epoch, with a warning', () => {
+  const first = lengthSampler(32, 'a', 5);
+  first.skip(1, 100);
+  const warnings: string[] = [];
+  const s = new MixtureSampler({
+    datasets: datasets({ web: 30_001, code: SIZES.code }),
+    weights: { web: 1 },
+    seqLen: 128,
+    seed: 5,
+    stage: 'b',
+    state: first.state(),
+    onWarning: (m) => warnings.push(m),
+  });
+  assert.equal(warnings.length, 1);
+  assert.match(
+    warnings[0] as string,
+    /dataset 'web' now holds .* it was changed, so stage 'b' starts a new epoch/,
+  );
+  assert.deepEqual(s.state().cursors.web, {
+    epoch: 1,
+    phases: [{ seqLen: 128, units: windowCount(30_001, 128), walked: 0, drawn: 0 }],
+  });
 });

@@ -2,10 +2,15 @@
  * Mixture sampling: training sequences of seqLen+1 tokens drawn from several datasets by
  * weight, reproducibly and resumably.
  *
- * - Each dataset's train stream is cut into windows of seqLen+1 tokens at stride seqLen. Every
- *   epoch visits all windows once in a seeded pseudo-random order. The dataset's cursor (windows
- *   consumed over the whole run) fixes where it is, so a new stage with new weights continues
- *   each dataset where the last stage left it: nothing is replayed.
+ * - Each dataset's train stream is cut into windows of seqLen+1 tokens at stride seqLen; window w
+ *   predicts (has as targets) tokens wL+1 … wL+L. Every epoch visits the windows in a seeded
+ *   pseudo-random order. Each dataset's cursor (its epoch, and how far each sequence length read
+ *   in that epoch got) fixes where it is, so a new stage with new weights continues each dataset
+ *   where the last stage left it.
+ * - A stage at another sequence length continues the epoch with a new phase: it walks an order of
+ *   the windows of its own length and draws only those none of whose targets was read earlier in
+ *   the epoch. Within an epoch no token is predicted twice, and an epoch ends only once every
+ *   window of the current length has been drawn or overlaps what was read (docs/data.md).
  * - Which dataset feeds the g-th sequence of a stage is decided by smooth weighted round robin
  *   (the dataset furthest behind its share goes next), so shares match the weights to within
  *   one sequence at every point, not just on average.
@@ -17,7 +22,25 @@ import type { Example, TokenDataset } from './dataset.js';
 import { type DatasetKind, datasetKind } from './manifest.js';
 import { Permutation } from './permutation.js';
 
-export const SAMPLER_STATE_VERSION = 1;
+export const SAMPLER_STATE_VERSION = 2;
+
+/** A stretch of one dataset's epoch drawn at one sequence length. */
+export interface EpochPhase {
+  /** The length of this phase's windows; 0 for whole examples (SFT, DPO), whose units have no length. */
+  seqLen: number;
+  /** Units (windows of seqLen+1 tokens, examples, pairs) of the dataset at that length. */
+  units: number;
+  /** Positions of the phase's order passed: each drawn, or passed over as overlapping an earlier phase's reads. */
+  walked: number;
+  /** Units drawn in this phase. */
+  drawn: number;
+}
+
+/** Where one dataset is: its epoch and the phases of that epoch so far, oldest first (the last one draws). */
+export interface DatasetCursor {
+  epoch: number;
+  phases: EpochPhase[];
+}
 
 export interface SamplerState {
   version: typeof SAMPLER_STATE_VERSION;
@@ -27,7 +50,22 @@ export interface SamplerState {
   stageSequences: number;
   /** Sequences drawn from each dataset in this stage. */
   stageCounts: Record<string, number>;
-  /** Windows consumed from each dataset over the whole run (carried across stages). */
+  /** Sequences drawn from each dataset over the whole run (carried across stages). */
+  consumed: Record<string, number>;
+  /** Each dataset's position in its epochs (carried across stages). */
+  cursors: Record<string, DatasetCursor>;
+}
+
+/**
+ * The state before version 2: `consumed` alone was the cursor, counting windows of whatever
+ * length each stage read. Still accepted: see `DrawOrder`'s migration.
+ */
+export interface SamplerStateV1 {
+  version: 1;
+  seed: number;
+  stage: string;
+  stageSequences: number;
+  stageCounts: Record<string, number>;
   consumed: Record<string, number>;
 }
 
@@ -41,7 +79,7 @@ export interface MixtureSamplerOptions {
   stage?: string;
   rank?: number;
   worldSize?: number;
-  state?: SamplerState;
+  state?: SamplerState | SamplerStateV1;
   /** Warn when a dataset is about to be read for more than this many epochs (default 4). */
   maxEpochs?: number;
   /** Sequences this stage will draw in total (all ranks), to warn about repetition up front. */
@@ -64,19 +102,20 @@ export function windowCount(tokens: number, seqLen: number): number {
 
 /**
  * Epochs each dataset will have been read to after `sequences` more draws at these weights,
- * starting from the `consumed` cursors. Pure; used for warnings before training starts.
+ * starting from `position` (epochs × units + units read into the current epoch). Pure; used for
+ * warnings before training starts.
  */
 export function projectedEpochs(
   windows: Record<string, number>,
   weights: Record<string, number>,
-  consumed: Record<string, number>,
+  position: Record<string, number>,
   sequences: number,
 ): Record<string, number> {
   const total = Object.values(weights).reduce((sum, w) => sum + w, 0);
   const result: Record<string, number> = {};
   for (const [name, count] of Object.entries(windows)) {
     const share = total > 0 ? (weights[name] ?? 0) / total : 0;
-    result[name] = ((consumed[name] ?? 0) + share * sequences) / count;
+    result[name] = ((position[name] ?? 0) + share * sequences) / count;
   }
   return result;
 }
@@ -85,20 +124,19 @@ interface DrawSource<D> {
   name: string;
   weight: number;
   dataset: D;
-  /** Units one epoch visits: windows (text) or examples / pairs. */
+  /** The stage's window length (text), or 0 (whole examples). */
+  seqLen: number;
+  /** Units one epoch visits at the stage's length: windows (text) or examples / pairs. */
   units: number;
+  /** Units at another length (an earlier phase's), as the dataset holds them now. */
+  unitsAt(seqLen: number): number;
 }
 
-/**
- * The draw order every sampler shares: which dataset feeds the g-th sequence of a stage
- * (smooth weighted round robin) and which of its units (a Feistel permutation per epoch,
- * keyed by seed, dataset and epoch), with the resumable counters.
- */
 /** What both kinds of sampler take from their options to walk their sources. */
 interface DrawOptions {
   seed: number;
   stage?: string;
-  state?: SamplerState;
+  state?: SamplerState | SamplerStateV1;
   maxEpochs?: number;
   plannedSequences?: number;
   onWarning?: (message: string) => void;
@@ -118,6 +156,16 @@ function drawOrder<D>(sources: DrawSource<D>[], options: DrawOptions): DrawOrder
   return order;
 }
 
+/** A fresh epoch: one phase at the source's length, nothing walked. */
+function freshCursor(source: DrawSource<unknown>, epoch: number): DatasetCursor {
+  return { epoch, phases: [{ seqLen: source.seqLen, units: source.units, walked: 0, drawn: 0 }] };
+}
+
+/**
+ * The draw order every sampler shares: which dataset feeds the g-th sequence of a stage
+ * (smooth weighted round robin) and which of its units (a Feistel permutation per epoch and
+ * phase, keyed by seed, dataset, epoch and phase), with the resumable counters.
+ */
 class DrawOrder<D> {
   readonly current: SamplerState;
   private readonly permutations = new Map<string, Permutation>();
@@ -127,14 +175,14 @@ class DrawOrder<D> {
     private readonly sources: DrawSource<D>[],
     private readonly seed: number,
     stage: string,
-    previous: SamplerState | undefined,
+    previous: SamplerState | SamplerStateV1 | undefined,
     private readonly maxEpochs: number,
     private readonly onWarning: (message: string) => void,
   ) {
     if (previous !== undefined) {
-      if (previous.version !== SAMPLER_STATE_VERSION)
+      if (previous.version !== SAMPLER_STATE_VERSION && previous.version !== 1)
         throw new DataInputError(
-          `sampler state version ${previous.version} is not supported (expected ${SAMPLER_STATE_VERSION})`,
+          `sampler state version ${(previous as { version: unknown }).version} is not supported (expected 1 or ${SAMPLER_STATE_VERSION})`,
         );
       if (previous.seed !== this.seed) {
         throw new DataInputError(
@@ -150,7 +198,57 @@ class DrawOrder<D> {
       stageSequences: sameStage ? previous.stageSequences : 0,
       stageCounts: sameStage ? { ...previous.stageCounts } : {},
       consumed: { ...(previous?.consumed ?? {}) },
+      cursors: structuredClone(previous?.version === SAMPLER_STATE_VERSION ? previous.cursors : {}),
     };
+    for (const source of this.sources) this.current.cursors[source.name] = this.openCursor(source, sameStage);
+  }
+
+  /**
+   * The source's cursor, at this stage's length: the saved one; a new phase when the length
+   * changed mid-epoch; a new epoch when the last one was complete or the dataset changed size.
+   */
+  private openCursor(source: DrawSource<D>, sameStage: boolean): DatasetCursor {
+    const saved = this.current.cursors[source.name];
+    const drawn = this.current.consumed[source.name] ?? 0;
+    if (saved === undefined) {
+      if (drawn === 0) return freshCursor(source, 0);
+      // A count from a version-1 state: it was the cursor, in windows of its stage's length, which
+      // that state does not record. Read it as windows of this length, as version 1 did.
+      if (!sameStage && source.seqLen > 0)
+        this.onWarning(
+          `dataset '${source.name}' continues from a version-1 sampler state (${drawn} windows drawn), which does not record the sequence length it read; if stage '${this.current.stage}' changes the length (${source.seqLen}), tokens of the current epoch may be read again or skipped`,
+        );
+      const cursor = freshCursor(source, Math.floor(drawn / source.units));
+      const phase = cursor.phases[0] as EpochPhase;
+      phase.walked = phase.drawn = drawn % source.units;
+      return cursor;
+    }
+    const cursor = structuredClone(saved);
+    const changed = cursor.phases.find((p) => p.units !== source.unitsAt(p.seqLen));
+    if (changed !== undefined) {
+      this.onWarning(
+        `dataset '${source.name}' now holds ${source.unitsAt(changed.seqLen)} units of length ${changed.seqLen}, not ${changed.units} as when its epoch ${cursor.epoch + 1} began; it was changed, so stage '${this.current.stage}' starts a new epoch of it`,
+      );
+      return freshCursor(source, cursor.epoch + 1);
+    }
+    // A phase that walked nothing read nothing: drop it.
+    while (cursor.phases.length > 0 && (cursor.phases.at(-1) as EpochPhase).walked === 0) cursor.phases.pop();
+    const last = cursor.phases.at(-1);
+    if (last === undefined) return freshCursor(source, cursor.epoch);
+    if (last.walked >= last.units) return freshCursor(source, cursor.epoch + 1);
+    if (last.seqLen !== source.seqLen)
+      cursor.phases.push({ seqLen: source.seqLen, units: source.units, walked: 0, drawn: 0 });
+    return cursor;
+  }
+
+  /** Epochs × units + units' worth read into the current epoch, at this stage's length. */
+  private position(source: DrawSource<D>): number {
+    const cursor = this.current.cursors[source.name] as DatasetCursor;
+    const read =
+      source.seqLen === 0
+        ? cursor.phases.reduce((sum, p) => sum + p.drawn, 0)
+        : cursor.phases.reduce((sum, p) => sum + p.drawn * p.seqLen, 0) / source.seqLen;
+    return cursor.epoch * source.units + read;
   }
 
   warnAboutPlan(plannedSequences: number): void {
@@ -158,7 +256,7 @@ class DrawOrder<D> {
     const epochs = projectedEpochs(
       Object.fromEntries(this.sources.map((s) => [s.name, s.units])),
       Object.fromEntries(this.sources.map((s) => [s.name, s.weight])),
-      this.current.consumed,
+      Object.fromEntries(this.sources.map((s) => [s.name, this.position(s)])),
       remaining,
     );
     for (const [name, count] of Object.entries(epochs)) {
@@ -186,29 +284,68 @@ class DrawOrder<D> {
     return best;
   }
 
-  private permutation(source: DrawSource<D>, epoch: number): Permutation {
-    const key = `${this.seed}\u0000${source.name}\u0000${epoch}`;
+  /** The order of phase `phase` of `epoch`; phase 0's key is version 1's, so its orders are unchanged. */
+  private permutation(name: string, epoch: number, phase: number, units: number): Permutation {
+    const key = `${this.seed}\u0000${name}\u0000${epoch}${phase === 0 ? '' : `\u0000${phase}`}`;
     let permutation = this.permutations.get(key);
-    if (permutation === undefined || permutation.size !== source.units) {
-      permutation = new Permutation(source.units, key);
+    if (permutation === undefined || permutation.size !== units) {
+      permutation = new Permutation(units, key);
       this.permutations.set(key, permutation);
     }
     return permutation;
   }
 
+  /** Whether a window drawn in phase `phase` has a target in (lo, hi]. */
+  private readIn(name: string, cursor: DatasetCursor, phase: number, lo: number, hi: number): boolean {
+    const { seqLen, units, walked } = cursor.phases[phase] as EpochPhase;
+    if (walked === 0) return false;
+    const order = this.permutation(name, cursor.epoch, phase, units);
+    // Window v of this phase predicts (v·seqLen, (v+1)·seqLen].
+    const last = Math.min(units - 1, Math.floor((hi - 1) / seqLen));
+    for (let v = Math.floor(lo / seqLen); v <= last; v++)
+      if (order.indexOf(v) < walked && this.unread(name, cursor, phase, v)) return true;
+    return false;
+  }
+
+  /** Whether window `unit` of phase `phase` predicts no token an earlier phase of the epoch drew. */
+  private unread(name: string, cursor: DatasetCursor, phase: number, unit: number): boolean {
+    const { seqLen } = cursor.phases[phase] as EpochPhase;
+    for (let earlier = 0; earlier < phase; earlier++)
+      if (this.readIn(name, cursor, earlier, unit * seqLen, (unit + 1) * seqLen)) return false;
+    return true;
+  }
+
+  /** The source's next unit: along its phase's order, past windows that overlap this epoch's reads. */
+  private nextUnit(source: DrawSource<D>): number {
+    for (;;) {
+      let cursor = this.current.cursors[source.name] as DatasetCursor;
+      let phase = cursor.phases.at(-1) as EpochPhase;
+      if (phase.walked >= phase.units) {
+        cursor = freshCursor(source, cursor.epoch + 1);
+        this.current.cursors[source.name] = cursor;
+        phase = cursor.phases[0] as EpochPhase;
+      }
+      if (cursor.epoch >= this.maxEpochs && !this.warned.has(source.name)) {
+        this.warned.add(source.name);
+        this.onWarning(
+          `dataset '${source.name}' is starting epoch ${cursor.epoch + 1}, more than the limit of ${this.maxEpochs}; add data or lower its weight`,
+        );
+      }
+      const index = cursor.phases.length - 1;
+      const unit = this.permutation(source.name, cursor.epoch, index, phase.units).at(phase.walked);
+      phase.walked++;
+      if (index === 0 || this.unread(source.name, cursor, index, unit)) {
+        phase.drawn++;
+        return unit;
+      }
+    }
+  }
+
   /** Advances one global sequence; returns its dataset and unit. */
   advance(): { source: DrawSource<D>; unit: number } {
     const source = this.chooseSource();
-    const cursor = this.current.consumed[source.name] ?? 0;
-    const epoch = Math.floor(cursor / source.units);
-    if (epoch >= this.maxEpochs && !this.warned.has(source.name)) {
-      this.warned.add(source.name);
-      this.onWarning(
-        `dataset '${source.name}' is starting epoch ${epoch + 1}, more than the limit of ${this.maxEpochs}; add data or lower its weight`,
-      );
-    }
-    const unit = this.permutation(source, epoch).at(cursor % source.units);
-    this.current.consumed[source.name] = cursor + 1;
+    const unit = this.nextUnit(source);
+    this.current.consumed[source.name] = (this.current.consumed[source.name] ?? 0) + 1;
     this.current.stageCounts[source.name] = (this.current.stageCounts[source.name] ?? 0) + 1;
     this.current.stageSequences++;
     return { source, unit };
@@ -239,11 +376,15 @@ function checkCommon(options: CommonOptions): { rank: number; worldSize: number 
   return { rank, worldSize };
 }
 
-/** Normalized positive weights, sorted by dataset name, each dataset checked by `check`. */
+/**
+ * Normalized positive weights, sorted by dataset name; a dataset's units at a length are
+ * `units(dataset, length)`, and the stage draws at `seqLen` (0: whole examples).
+ */
 function weightedSources(
   datasets: Record<string, TokenDataset>,
   weights: Record<string, number>,
-  units: (name: string, dataset: TokenDataset) => number,
+  seqLen: number,
+  units: (dataset: TokenDataset, seqLen: number) => number,
 ): DrawSource<TokenDataset>[] {
   for (const [name, weight] of Object.entries(weights)) {
     if (!(weight >= 0) || !Number.isFinite(weight))
@@ -263,7 +404,14 @@ function weightedSources(
     .filter((name) => (weights[name] ?? 0) / total > 0)
     .map((name) => {
       const dataset = datasets[name] as TokenDataset;
-      return { name, dataset, weight: (weights[name] ?? 0) / total, units: units(name, dataset) };
+      return {
+        name,
+        dataset,
+        weight: (weights[name] ?? 0) / total,
+        seqLen,
+        units: units(dataset, seqLen),
+        unitsAt: (length: number) => units(dataset, length),
+      };
     });
 }
 
@@ -295,8 +443,8 @@ export class MixtureSampler {
     ({ rank: this.rank, worldSize: this.worldSize } = checkCommon(options));
     for (const [name, dataset] of Object.entries(options.datasets))
       if ((options.weights[name] ?? 0) > 0) requireKind(name, dataset, 'text', 'a pretraining mixture');
-    this.sources = weightedSources(options.datasets, options.weights, (_, dataset) =>
-      windowCount(dataset.tokenCount('train'), this.seqLen),
+    this.sources = weightedSources(options.datasets, options.weights, this.seqLen, (dataset, length) =>
+      windowCount(dataset.tokenCount('train'), length),
     );
     for (const source of this.sources) {
       if (source.units === 0) {
@@ -371,7 +519,7 @@ export interface ExampleSamplerOptions extends CommonOptions {
   datasets: Record<string, TokenDataset>;
   weights: Record<string, number>;
   stage?: string;
-  state?: SamplerState;
+  state?: SamplerState | SamplerStateV1;
   maxEpochs?: number;
   /** Examples (pairs) this stage will draw in total, all ranks. */
   plannedSequences?: number;
@@ -424,7 +572,8 @@ class WholeExampleSampler {
     const perUnit = kind === 'chat' ? 1 : 2;
     for (const [name, dataset] of Object.entries(options.datasets))
       if ((options.weights[name] ?? 0) > 0) requireKind(name, dataset, kind, user);
-    const sources = weightedSources(options.datasets, options.weights, (_, dataset) =>
+    // An example is a unit at any sequence length: its stages draw at "length 0".
+    const sources = weightedSources(options.datasets, options.weights, 0, (dataset) =>
       Math.floor(dataset.exampleCount('train') / perUnit),
     );
     for (const source of sources) {
