@@ -168,7 +168,8 @@ function freshCursor(source: DrawSource<unknown>, epoch: number): DatasetCursor 
  */
 class DrawOrder<D> {
   readonly current: SamplerState;
-  private readonly permutations = new Map<string, Permutation>();
+  /** Per dataset, the current epoch's orders by phase. */
+  private readonly permutations = new Map<string, { epoch: number; phases: Permutation[] }>();
   private readonly warned = new Set<string>();
 
   constructor(
@@ -286,11 +287,16 @@ class DrawOrder<D> {
 
   /** The order of phase `phase` of `epoch`; phase 0's key is version 1's, so its orders are unchanged. */
   private permutation(name: string, epoch: number, phase: number, units: number): Permutation {
-    const key = `${this.seed}\u0000${name}\u0000${epoch}${phase === 0 ? '' : `\u0000${phase}`}`;
-    let permutation = this.permutations.get(key);
+    let cached = this.permutations.get(name);
+    if (cached === undefined || cached.epoch !== epoch) {
+      cached = { epoch, phases: [] };
+      this.permutations.set(name, cached);
+    }
+    let permutation = cached.phases[phase];
     if (permutation === undefined || permutation.size !== units) {
+      const key = `${this.seed}\u0000${name}\u0000${epoch}${phase === 0 ? '' : `\u0000${phase}`}`;
       permutation = new Permutation(units, key);
-      this.permutations.set(key, permutation);
+      cached.phases[phase] = permutation;
     }
     return permutation;
   }
