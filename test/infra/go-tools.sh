@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds (once) and prints the folder holding the pinned Go-built test tools:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm.
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm,
+#   kueue (sigs.k8s.io/kueue's controller manager; its CRDs are read from the same module's source).
 # Each tool is built from the Go module proxy with the go.mod/go.sum under test/infra/go/<name>,
 # into $SMOLSTAGE_CACHE/<name>-<version>-<hash of go.mod+go.sum>/; a second run builds nothing.
-# Usage: go-tools.sh [kube|etcd|helm ...]   (default: all)
+# Usage: go-tools.sh [kube|etcd|helm|kueue ...]   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -59,6 +60,13 @@ kube_ldflags() {
   echo "-s -w$flags"
 }
 
+# The pinned Kueue module's source folder in the Go module cache (downloaded if missing, checked
+# against go.sum): servers.sh applies Kueue's CRDs and webhook configurations from config/ there.
+kueue_source() {
+  (cd "$SMOLSTAGE_INFRA_DIR/go/kueue" && GOFLAGS=-mod=readonly go mod download -json "sigs.k8s.io/kueue@$SMOLSTAGE_KUEUE_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+}
+
 build_one() {
   case $1 in
   kube)
@@ -75,14 +83,19 @@ build_one() {
       "-s -w -X helm.sh/helm/v3/internal/version.version=$SMOLSTAGE_HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
       helm.sh/helm/v3/cmd/helm:helm
     ;;
-  *) die "unknown tool '$1' (expected kube, etcd or helm)" ;;
+  kueue)
+    build_tool kueue "$SMOLSTAGE_KUEUE_VERSION" \
+      "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$SMOLSTAGE_KUEUE_VERSION -X sigs.k8s.io/kueue/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+      sigs.k8s.io/kueue/cmd/kueue:kueue
+    ;;
+  *) die "unknown tool '$1' (expected kube, etcd, helm or kueue)" ;;
   esac
 }
 
 # Prints NAME=PATH lines for the binaries of the requested tools.
 main() {
   local tools=("$@") t
-  [ ${#tools[@]} -eq 0 ] && tools=(etcd kube helm)
+  [ ${#tools[@]} -eq 0 ] && tools=(etcd kube helm kueue)
   for t in "${tools[@]}"; do
     with_lock "go-$t" bash -c "source '$SMOLSTAGE_INFRA_DIR/go-tools.sh' --functions-only; build_one $t"
   done
@@ -94,6 +107,8 @@ main() {
       echo "KUBECTL=$(tool_dir kube "$SMOLSTAGE_KUBE_VERSION")/bin/kubectl" ;;
     etcd) echo "ETCD=$(tool_dir etcd "$SMOLSTAGE_ETCD_VERSION")/bin/etcd" ;;
     helm) echo "HELM=$(tool_dir helm "$SMOLSTAGE_HELM_VERSION")/bin/helm" ;;
+    kueue) echo "KUEUE=$(tool_dir kueue "$SMOLSTAGE_KUEUE_VERSION")/bin/kueue"
+      echo "KUEUE_SOURCE=$(kueue_source)" ;;
     esac
   done
 }

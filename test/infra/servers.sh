@@ -3,7 +3,8 @@
 #   etcd + kube-apiserver (envtest-style: TLS, admin client cert in system:masters, RBAC, no
 #   kubelet), kube-controller-manager (Job controller, garbage collector, namespace, service
 #   account and node lifecycle controllers, pod GC) and kube-scheduler on the admin kubeconfig,
-#   and an S3-compatible server (moto in server mode). Nodes come from the tests' node agent
+#   Kueue (its CRDs, its controller manager and its webhooks on 127.0.0.1, for Jobs in namespaces
+#   labelled smolstage.dev/kueue=enabled only), and an S3-compatible server (moto in server mode). Nodes come from the tests' node agent
 #   (operator/test/integration/support/node-agent.ts).
 #
 #   servers.sh start STATE_DIR   build what is missing, start everything, wait until ready, and
@@ -77,6 +78,11 @@ make_certs() {
     printf 'extendedKeyUsage=clientAuth\n' >admin.ext
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
       -extfile admin.ext -out admin.crt
+    # Kueue's webhook server (and its metrics server): the apiserver calls https://127.0.0.1:PORT.
+    openssl req -newkey rsa:2048 -nodes -subj /CN=smolstage-test-kueue -keyout kueue.key -out kueue.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >kueue.ext
+    openssl x509 -req -in kueue.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile kueue.ext -out kueue.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
   ) >"$state/logs/openssl.log" 2>&1 || die "openssl failed to make the test certificates (see $state/logs/openssl.log)"
@@ -106,6 +112,65 @@ current-context: smolstage-test
 KUBECONFIG
 }
 
+# Applies Kueue's CRDs (server-side: the Workload CRD is too large for the last-applied
+# annotation) and webhook configurations from its module source, writes its Configuration and
+# starts it.
+start_kueue() {
+  local kueue=$1 source=$2 python=$3 webhook_port=$4 metrics_port=$5 health_port=$6
+  local dir=$state/kueue pki=$state/pki crds=$2/config/components/crd/bases kctl=("$KUBECTL" --kubeconfig "$state/kubeconfig")
+  mkdir -p "$dir/certs" "$dir/etc/kueue/metrics/certs"
+  cp "$pki/kueue.crt" "$dir/certs/tls.crt"
+  cp "$pki/kueue.key" "$dir/certs/tls.key"
+  cp "$dir/certs/tls.crt" "$dir/certs/tls.key" "$dir/etc/kueue/metrics/certs/"
+  "${kctl[@]}" apply --server-side --field-manager smolstage-test -f "$crds" >"$state/logs/kueue-setup.log" 2>&1 &&
+    "${kctl[@]}" wait --for condition=established --timeout 60s -f "$crds" >>"$state/logs/kueue-setup.log" 2>&1 &&
+    "${kctl[@]}" create namespace kueue-system >>"$state/logs/kueue-setup.log" 2>&1 ||
+    die "applying Kueue's CRDs failed (see $state/logs/kueue-setup.log)"
+  "$python" "$SMOLSTAGE_INFRA_DIR/kueue-webhooks.py" "$source/config/components/webhook/manifests.yaml" \
+    "$webhook_port" "$pki/ca.crt" >"$dir/webhooks.json" ||
+    die "could not write Kueue's webhook configurations from its module source"
+  "${kctl[@]}" apply --server-side --field-manager smolstage-test -f "$dir/webhooks.json" >>"$state/logs/kueue-setup.log" 2>&1 ||
+    die "applying Kueue's webhook configurations failed (see $state/logs/kueue-setup.log)"
+  # Kueue admits only Jobs with a kueue.x-k8s.io/queue-name label, in namespaces labelled
+  # smolstage.dev/kueue=enabled; no leader election, webhooks with the certificate above, the
+  # visibility API server off (it binds a fixed port and needs an APIService).
+  cat >"$dir/config.yaml" <<CONFIG
+apiVersion: config.kueue.x-k8s.io/v1beta2
+kind: Configuration
+namespace: kueue-system
+manageJobsWithoutQueueName: false
+managedJobsNamespaceSelector:
+  matchLabels:
+    smolstage.dev/kueue: enabled
+internalCertManagement:
+  enable: false
+webhook:
+  host: 127.0.0.1
+  port: $webhook_port
+  certDir: $dir/certs
+metrics:
+  bindAddress: 127.0.0.1:$metrics_port
+health:
+  healthProbeBindAddress: 127.0.0.1:$health_port
+leaderElection:
+  leaderElect: false
+integrations:
+  frameworks:
+  - batch/job
+featureGates:
+  VisibilityOnDemand: false
+CONFIG
+  # With its own certificate management off, Kueue reads its metrics certificate from the fixed
+  # path /etc/kueue/metrics/certs (cmd/kueue/main.go). So it runs in a private mount namespace in
+  # which /etc is a folder holding only kueue/metrics/certs: Kueue is a static binary and reaches
+  # the apiserver by IP, so it needs nothing else from /etc. Root gets a plain mount namespace,
+  # anyone else a user namespace that maps them to root.
+  local ns=(unshare --mount --propagation private)
+  unshare --mount true 2>/dev/null || ns=(unshare --user --map-root-user --mount --propagation private)
+  spawn kueue env KUBECONFIG="$state/kubeconfig" "${ns[@]}" \
+    bash -c 'mount --bind "$0" /etc && exec "$@"' "$dir/etc" "$kueue" --config "$dir/config.yaml"
+}
+
 kube_ready() {
   curl -fsS --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
     "https://127.0.0.1:$kube_port/readyz"
@@ -117,14 +182,19 @@ start() {
   mkdir -p "$state/logs" "$state/pids"
 
   local python tools etcd_port etcd_peer_port s3_port kcm_port scheduler_port
+  local kueue_webhook_port kueue_metrics_port kueue_health_port
   python=$("$SMOLSTAGE_INFRA_DIR/python.sh")
-  tools=$("$SMOLSTAGE_INFRA_DIR/go-tools.sh" etcd kube)
-  local ETCD KUBE_APISERVER KUBE_CONTROLLER_MANAGER KUBE_SCHEDULER KUBECTL
+  tools=$("$SMOLSTAGE_INFRA_DIR/go-tools.sh" etcd kube kueue)
+  local ETCD KUBE_APISERVER KUBE_CONTROLLER_MANAGER KUBE_SCHEDULER KUBECTL KUEUE KUEUE_SOURCE
   ETCD=$(sed -n 's/^ETCD=//p' <<<"$tools")
   KUBE_APISERVER=$(sed -n 's/^KUBE_APISERVER=//p' <<<"$tools")
   KUBE_CONTROLLER_MANAGER=$(sed -n 's/^KUBE_CONTROLLER_MANAGER=//p' <<<"$tools")
   KUBE_SCHEDULER=$(sed -n 's/^KUBE_SCHEDULER=//p' <<<"$tools")
   KUBECTL=$(sed -n 's/^KUBECTL=//p' <<<"$tools")
+  KUEUE=$(sed -n 's/^KUEUE=//p' <<<"$tools")
+  KUEUE_SOURCE=$(sed -n 's/^KUEUE_SOURCE=//p' <<<"$tools")
+  [ -d "$KUEUE_SOURCE/config/components/crd/bases" ] ||
+    die "no Kueue source with CRDs at '$KUEUE_SOURCE' (go mod download of sigs.k8s.io/kueue failed?)"
 
   etcd_port=$(pick_port SMOLSTAGE_TEST_ETCD_PORT)
   etcd_peer_port=$(free_port)
@@ -132,6 +202,9 @@ start() {
   s3_port=$(pick_port SMOLSTAGE_TEST_S3_PORT)
   kcm_port=$(free_port)
   scheduler_port=$(free_port)
+  kueue_webhook_port=$(free_port)
+  kueue_metrics_port=$(free_port)
+  kueue_health_port=$(free_port)
 
   make_certs
 
@@ -174,8 +247,11 @@ start() {
   spawn kube-scheduler "$KUBE_SCHEDULER" \
     --kubeconfig "$kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$scheduler_port" --leader-elect=false
+  start_kueue "$KUEUE" "$KUEUE_SOURCE" "$python" "$kueue_webhook_port" "$kueue_metrics_port" "$kueue_health_port"
   wait_until kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
   wait_until kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+  # readyz includes the webhook server; the Job webhook answering is what the tests need.
+  wait_until kueue 60 curl -fsS "http://127.0.0.1:$kueue_health_port/readyz"
 
   wait_until s3 60 curl -fsS "http://127.0.0.1:$s3_port/"
 
@@ -187,6 +263,7 @@ export SMOLSTAGE_TEST_S3_SECRET_KEY=smolstage-test-secret
 export SMOLSTAGE_TEST_S3_REGION=us-east-1
 export SMOLSTAGE_TEST_CONTROLLERS=$SMOLSTAGE_TEST_CONTROLLERS
 export SMOLSTAGE_KUBECTL=$KUBECTL
+export SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL=smolstage.dev/kueue=enabled
 ENV
 }
 
@@ -213,6 +290,7 @@ stop_one() {
 stop() {
   # The controllers, then the apiserver: it shuts down in about a second, but waits on etcd if
   # etcd goes first.
+  stop_one kueue
   stop_one kube-scheduler
   stop_one kube-controller-manager
   stop_one kube-apiserver
