@@ -4,8 +4,9 @@
  * 2048 → 8192, θ 10k → 130k — killed with SIGKILL after its first checkpoint and resumed. Checks
  * what the worker was told (its trainer spec), what the trainer wrote (each checkpoint's
  * config.json carries the θ it trained with), that the stage resumed from its own checkpoint with
- * the new θ and length, the export, and what the sampler's cursors did across the length change
- * (docs/data.md, "Changing the sequence length").
+ * the new θ and length, the export, and what the sampler did across the length change: the
+ * draws replay exactly from the trainer specs, and no token was predicted twice within an epoch
+ * (docs/data.md, "Changing the sequence length between stages").
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -17,6 +18,9 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { MetricsRecord } from '../../src/api/metrics-record.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
+import { openDataset, type TokenDataset } from '../../src/data/dataset.js';
+import { MixtureSampler, type SamplerState } from '../../src/data/sampler.js';
+import { arrayDataset, positions } from '../../src/data/testdata/support.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
 
@@ -158,26 +162,76 @@ describe('a long-context stage (4× sequence length, RoPE θ 10k → 130k)', () 
     const longRecords = records('long');
     assert.equal(longRecords.at(-1)?.tokens, state.run.status?.tokenCount);
 
-    // The sampler across the length change (docs/data.md): each dataset's cursor counts windows
-    // of whatever length its stage reads; the long stage continues the counts of the short one.
+    // The sampler across the length change (docs/data.md, "Changing the sequence length"): the
+    // long stage continues each dataset's epoch with a phase at 128 after the short stage's at 32.
     const samplerOf = (checkpoint: string) =>
-      json<{
-        sampler: {
-          consumed: Record<string, number>;
-          stageCounts: Record<string, number>;
-          stageSequences: number;
-        };
-      }>(join(checkpoint, 'state.json')).sampler;
+      json<{ sampler: SamplerState }>(join(checkpoint, 'state.json')).sampler;
     const shortEnd = samplerOf(committed(dir, 'short').at(-1) as string);
     const longEnd = samplerOf(committed(dir, 'long').at(-1) as string);
+    assert.equal(shortEnd.version, 2);
     assert.equal(shortEnd.stageSequences, (5120 / 512) * 16);
     assert.equal(longEnd.stageSequences, ((longRecords.at(-1)?.tokens ?? 0) - 5120) / 128);
-    for (const name of ['prose', 'code'])
+    for (const name of ['prose', 'code']) {
       assert.equal(
         longEnd.consumed[name],
         (shortEnd.consumed[name] ?? 0) + (longEnd.stageCounts[name] ?? 0),
         name,
       );
+      const phases = longEnd.cursors[name]?.phases ?? [];
+      assert.deepEqual(
+        phases.map((p) => p.seqLen),
+        [32, 128],
+        `${name}: one epoch, read at 32 then at 128`,
+      );
+      assert.deepEqual(
+        phases[0],
+        shortEnd.cursors[name]?.phases[0],
+        `${name}: the short phase is left as it was`,
+      );
+    }
+
+    // Replaying both stages' draws from their trainer specs (on stand-in datasets of the same
+    // sizes, whose tokens are their positions) gives exactly the states the workers saved — the
+    // long stage's after its SIGKILL and resume too — and within an epoch of a dataset no token
+    // was predicted twice, across the change of length.
+    const positional: Record<string, TokenDataset> = {};
+    for (const name of ['prose', 'code']) {
+      const real = await openDataset(short.datasets[name]?.uri as string);
+      positional[name] = arrayDataset(positions(real.tokenCount('train')));
+      real.close();
+    }
+    const predicted = new Map<string, Uint8Array>();
+    const replay = (spec: TrainerSpec, draws: number, state?: SamplerState) => {
+      const sampler = new MixtureSampler({
+        datasets: positional,
+        weights: spec.mixture,
+        seqLen: spec.batch.sequenceLength,
+        seed: spec.seed,
+        stage: spec.stage.name,
+        onWarning: () => {},
+        ...(state === undefined ? {} : { state }),
+      });
+      for (let i = 0; i < draws; i++) {
+        const { tokens, sources } = sampler.nextBatch(1);
+        const name = sources[0] as string;
+        const key = `${name} epoch ${sampler.state().cursors[name]?.epoch}`;
+        const counts = predicted.get(key) ?? new Uint8Array(positional[name]?.tokenCount('train') ?? 0);
+        predicted.set(key, counts);
+        for (let t = (tokens[0] as number) + 1; t <= (tokens[0] as number) + spec.batch.sequenceLength; t++)
+          counts[t] = (counts[t] as number) + 1;
+      }
+      return sampler.state();
+    };
+    assert.deepEqual(replay(short, shortEnd.stageSequences), shortEnd);
+    assert.deepEqual(replay(long, longEnd.stageSequences, shortEnd), longEnd);
+    for (const [key, counts] of predicted) {
+      assert.ok(
+        counts.every((c) => c <= 1),
+        `${key}: a token was predicted twice`,
+      );
+    }
+    const read = [...predicted.values()].reduce((sum, c) => sum + c.filter((x) => x === 1).length, 0);
+    assert.equal(read, 5120 + longEnd.stageSequences * 128, 'every drawn target counted once');
 
     // The export is the long-context model.
     const exported = json<{ rope_theta: number }>(join(runRoot(dir), 'export', 'config.json'));
