@@ -86,15 +86,22 @@ describe('renderAttempt', () => {
     assert.deepEqual(byCode, { 2: 'FailJob', 5: 'FailJob', 3: 'FailJob', 4: 'Ignore' });
   });
 
-  it('Kueue: created suspended with the queue label', () => {
-    const { job } = render((b) =>
-      b.withSpec((s) => {
-        s.trainer.queueName = 'team-a';
-      }),
-    );
-    assert.equal(job.spec?.suspend, true);
-    assert.equal(job.metadata?.labels?.['kueue.x-k8s.io/queue-name'], 'team-a');
-  });
+  for (const { queueName, suspend, label } of [
+    { queueName: undefined, suspend: false, label: undefined },
+    { queueName: 'team-a', suspend: true, label: 'team-a' },
+  ]) {
+    it(`Kueue: queueName ${queueName ?? 'unset'} → suspend ${suspend}, queue-name label ${label ?? 'absent'}`, () => {
+      const { job } = render((b) =>
+        b.withSpec((s) => {
+          if (queueName !== undefined) s.trainer.queueName = queueName;
+        }),
+      );
+      assert.equal(job.spec?.suspend, suspend);
+      assert.equal(job.metadata?.labels?.['kueue.x-k8s.io/queue-name'], label);
+      // The pod template never carries the queue label: Kueue queues the Job, not its pods.
+      assert.equal(job.spec?.template.metadata?.labels?.['kueue.x-k8s.io/queue-name'], undefined);
+    });
+  }
 });
 
 describe('renderExport', () => {
