@@ -78,3 +78,17 @@ export function requireHelm(): string {
 export function requireNvcc(): string {
   return required('SMOLSTAGE_NVCC');
 }
+
+export interface KueueTest {
+  /** The namespace label (`key=value`) the harness's Kueue admits Jobs under; nowhere else. */
+  namespaceLabel: { key: string; value: string };
+}
+
+/** The harness's Kueue (servers.sh starts it with its webhooks on 127.0.0.1). */
+export function requireKueue(): KueueTest {
+  const label = required('SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL');
+  const [key, value] = label.split('=');
+  if (!key || value === undefined)
+    throw new Error(`SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL '${label}' is not key=value`);
+  return { namespaceLabel: { key, value } };
+}

@@ -14,3 +14,4 @@ export const kubeVersion = pin('versions.env', /^SMOLSTAGE_KUBE_VERSION=(\S+)$/m
 export const helmVersion = pin('versions.env', /^SMOLSTAGE_HELM_VERSION=(\S+)$/m, 'helm');
 export const torchVersion = pin('python-requirements.txt', /^torch==(\S+)$/m, 'torch');
 export const transformersVersion = pin('python-requirements.txt', /^transformers==(\S+)$/m, 'transformers');
+export const kueueVersion = pin('versions.env', /^SMOLSTAGE_KUEUE_VERSION=(\S+)$/m, 'kueue');

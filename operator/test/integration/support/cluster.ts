@@ -6,7 +6,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireKube } from '../../../../test/support/env.js';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { requireKube, requireKueue } from '../../../../test/support/env.js';
 import { NodeAgent, type NodeAgentOptions } from '../../../../test/support/node-agent.js';
 import {
   API_VERSION,
@@ -125,5 +126,17 @@ export function clusterRunStore(h: ClusterHarness, run: string): ObjectStore {
     },
     { namespace: h.namespace, name: run },
     s3Env(),
+  );
+}
+
+/**
+ * Puts the harness's namespace under the test Kueue: its webhooks and controllers act only in
+ * namespaces carrying the label servers.sh gave them (SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL).
+ */
+export async function enableKueue(h: ClusterHarness): Promise<void> {
+  const { key, value } = requireKueue().namespaceLabel;
+  await h.client.core.patchNamespace(
+    { name: h.namespace, body: { metadata: { labels: { [key]: value } } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
   );
 }
