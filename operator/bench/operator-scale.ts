@@ -6,13 +6,22 @@
  * runs, and measures: time until every run has its Stages, its first Job and phase Running;
  * reconciles per second; the operator's RSS; and the API requests the operator makes during an
  * idle window, by kind and resource (from its own /metrics, which counts every request it sends).
+ * With `--pods agent` (the default) the runs' pods are really scheduled (kube-scheduler), created
+ * by the Job controller and run by the test node agent — as a sleeping process instead of the
+ * worker, so hundreds fit on one machine — and the time until every pod is Running is measured
+ * too; the operator then converges while the Job controller and the scheduler load the API
+ * server beside it. `--pods none` leaves the Jobs without pods (the operator alone).
  * Prints a table, then one JSON line.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { requireKube } from '../../test/support/env.js';
-import { GROUP, type TrainingRun, TrainingRunKind, VERSION } from '../src/api/types.js';
+import { NodeAgent } from '../../test/support/node-agent.js';
+import { GROUP, type Toleration, type TrainingRun, TrainingRunKind, VERSION } from '../src/api/types.js';
 import { aTrainingRun } from '../test/integration/support/builders.js';
 import { eventually } from '../test/integration/support/kube.js';
 import { createRun } from '../test/integration/support/objects.js';
@@ -26,6 +35,7 @@ const { values } = parseArgs({
     'idle-seconds': { type: 'string', default: '60' },
     workers: { type: 'string', default: '4' },
     'poll-interval': { type: 'string', default: '30s' },
+    pods: { type: 'string', default: 'agent' },
     /** Where to save the operator's logs (at --operator-log-level). */
     'operator-log': { type: 'string' },
     'operator-log-level': { type: 'string', default: 'warn' },
@@ -33,6 +43,11 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 const idleSeconds = Number(values['idle-seconds']);
+if (values.pods !== 'agent' && values.pods !== 'none') {
+  console.error(`--pods must be agent or none, got ${values.pods}`);
+  process.exit(2);
+}
+const withPods = values.pods === 'agent';
 
 function rssMiB(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
@@ -72,6 +87,28 @@ async function main(): Promise<void> {
   const s3 = requireS3();
   const bucket = await createBucket('bench');
   const storage = await runStorage(client, namespace, s3, bucket);
+  // Room for every run's pod; each pod only sleeps (the worker is replaced), so it asks for little.
+  const agent = withPods
+    ? await NodeAgent.start({
+        kubeconfig: requireKube().kubeconfig,
+        name: `bench-${namespace.slice(-8)}`,
+        workDir: await mkdtemp(join(tmpdir(), 'operator-scale-')),
+        cpu: String(runs),
+        memory: `${runs}Gi`,
+        pods: runs + 10,
+        pollMs: 1000,
+        freeMetricsPorts: true,
+        commands: { smolstage: ['/bin/sh', '-c', 'exec sleep 86400', 'sleeping-worker'] },
+      })
+    : undefined;
+  const placement =
+    agent === undefined
+      ? {}
+      : {
+          nodeSelector: agent.nodeSelector(),
+          tolerations: [agent.toleration() as Toleration],
+          resources: { requests: { cpu: '10m', memory: '16Mi' } },
+        };
 
   const operator = await OperatorProcess.start('bench-operator', [
     '--kubeconfig',
@@ -112,6 +149,7 @@ async function main(): Promise<void> {
                 .datasets('web', 'code')
                 .stage('stage1', 6400, { web: 0.9, code: 0.1 })
                 .stage('stage2', 6400, { web: 0.7, code: 0.3 })
+                .trainer(placement)
                 .build(),
             ),
           ),
@@ -134,6 +172,17 @@ async function main(): Promise<void> {
       1000,
     );
     const converged = Date.now();
+    if (agent !== undefined)
+      await eventually(
+        async () => {
+          const pods = (await client.core.listNamespacedPod({ namespace })).items;
+          return pods.filter((p) => p.status?.phase === 'Running').length >= runs ? true : undefined;
+        },
+        `all ${runs} pods to be Running`,
+        30 * 60_000,
+        1000,
+      );
+    const podsRunning = Date.now();
     const jobs = (await client.batch.listNamespacedJob({ namespace })).items.length;
     const atConvergence = await operator.metrics();
     const rssConverged = rssMiB(operator.pid as number);
@@ -182,6 +231,14 @@ async function main(): Promise<void> {
       ['runs (2 stages each)', String(runs)],
       ['creating the runs took', `${((created - started) / 1000).toFixed(1)} s`],
       ['all runs Running after', `${convergeSeconds.toFixed(1)} s`],
+      ...(agent !== undefined
+        ? ([
+            [
+              'all pods Running (scheduler, Job controller, node agent) after',
+              `${((podsRunning - started) / 1000).toFixed(1)} s`,
+            ],
+          ] as [string, string][])
+        : []),
       ['Jobs created', String(jobs)],
       ['reconciles until converged', String(reconciles)],
       ['reconciles/s (converging)', (reconciles / convergeSeconds).toFixed(1)],
@@ -207,14 +264,16 @@ async function main(): Promise<void> {
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
     console.log(
-      `\noperator scale benchmark (${runs} runs, poll ${values['poll-interval']}, ${values.workers} workers, idle window ${idleSeconds} s)`,
+      `\noperator scale benchmark (${runs} runs, pods: ${values.pods}, poll ${values['poll-interval']}, ${values.workers} workers, idle window ${idleSeconds} s)`,
     );
     for (const [key, value] of rows) console.log(`  ${key.padEnd(width)}  ${value}`);
     console.log(
       JSON.stringify({
         benchmark: 'operator-scale',
         runs,
+        pods: values.pods,
         convergeSeconds,
+        ...(agent !== undefined ? { podsRunningSeconds: (podsRunning - started) / 1000 } : {}),
         reconciles,
         reconcilesPerSecond: reconciles / convergeSeconds,
         apiRequestsToConverge: convergenceRequests,
@@ -230,6 +289,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await operator.stop();
+    await agent?.stop();
     if (values['operator-log'] !== undefined)
       writeFileSync(values['operator-log'], `${operator.logs.join('\n')}\n`);
   }
