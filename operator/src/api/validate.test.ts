@@ -39,6 +39,13 @@ const table: [string, TrainingRun, RegExp][] = [
     /add a task named 'gsm8k'/,
   ],
   [
+    'a group metric of a task never measured',
+    aRun()
+      .withStages(aStage('a').promotion({ anyOf: [{ metric: 'eval.passkey_len8192.acc', atLeast: 0.9 }] }))
+      .build(),
+    /'eval\.passkey_len8192\.acc' is never measured: add a task named 'passkey'/,
+  ],
+  [
     'held-out loss not measured',
     aRun()
       .withSpec((s) => {
@@ -206,6 +213,12 @@ describe('validateRun', () => {
           .with({ objective: 'dpo', optimizer: { lr: 1e-6 }, dpo: { beta: 0.5 } })
           .promotion({ anyOf: [{ metric: 'eval.rewards.accuracies', atLeast: 0.6 }] }),
       )
+      .build();
+    assert.deepEqual(validateRun(run), []);
+  });
+  it('accepts a condition on a group of a declared task (eval.<task>_<group>.acc)', () => {
+    const run = aRun()
+      .withStages(aStage('a').promotion({ allOf: [{ metric: 'eval.arc_len8192.acc', atLeast: 0.9 }] }))
       .build();
     assert.deepEqual(validateRun(run), []);
   });

@@ -246,9 +246,12 @@ function metricProblem(metric: string, spec: DefaultedSpec, stage: StageTemplate
       : `'${metric}' is never measured: add '${subject}' to spec.evaluation.heldOutLoss`;
   }
   if (kind === 'acc' || kind === 'acc_norm') {
-    return spec.evaluation.tasks.some((t) => t.name === subject)
+    // eval.<task>_<group>.acc: a group the task's items name; task names have no '_'. The groups
+    // are in the task file, which the worker reads, so only the task is checked here.
+    const task = subject.split('_')[0] ?? '';
+    return spec.evaluation.tasks.some((t) => t.name === task)
       ? null
-      : `'${metric}' is never measured: add a task named '${subject}' to spec.evaluation.tasks`;
+      : `'${metric}' is never measured: add a task named '${task}' to spec.evaluation.tasks`;
   }
   return `'${metric}' has an unknown kind '${kind}'; use loss, acc or acc_norm`;
 }

@@ -87,3 +87,32 @@ test('tasks round trip through the jsonl format; malformed lines are named', asy
   assert.throws(() => parseTask('\n', 'e.jsonl'), /e\.jsonl holds no items/);
   await assert.rejects(loadTask(join(dir, 'nope.jsonl')), /cannot read task .*nope\.jsonl/);
 });
+
+test('items may name groups: each group is scored on its own, and bad group names are refused', async () => {
+  const tokenizer = await smallTokenizer();
+  const grouped = ITEMS.map((item, i) => ({
+    ...item,
+    groups: i < 2 ? ['words', 'first-half'] : ['symbols'],
+  }));
+  assert.deepEqual(parseTask(formatTask(grouped), 'g.jsonl'), grouped);
+  const scorer = async (_: number[], choices: number[][]) =>
+    Promise.all(choices.map(async (ids) => LOGLIK[await tokenizer.decode(ids)] as number));
+  // Items 1 ✓ 2 ✗ (words), 3 ✗ 4 ✓ (symbols) under acc; 1 ✓ 2 ✓, 3 ✗ 4 ✗ under acc_norm.
+  assert.deepEqual(await scoreTask(grouped, tokenizer, scorer), {
+    acc: 0.5,
+    acc_norm: 0.5,
+    count: 4,
+    groups: {
+      'first-half': { acc: 0.5, acc_norm: 1, count: 2 },
+      symbols: { acc: 0.5, acc_norm: 0, count: 2 },
+      words: { acc: 0.5, acc_norm: 1, count: 2 },
+    },
+  });
+  for (const groups of [['Len1024'], ['len_1024'], 'len1024', [7], ['a', 'a'], ['x'.repeat(31)]]) {
+    const line = JSON.stringify({ ...ITEMS[0], groups });
+    assert.throws(
+      () => parseTask(line, 'g.jsonl'),
+      /g\.jsonl line 1: "groups" must be an array of distinct names/,
+    );
+  }
+});

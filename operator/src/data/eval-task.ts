@@ -8,6 +8,10 @@
  * leading space). The model's summed log-likelihood of each continuation given the context
  * decides: `acc` counts items whose gold choice scores highest; `acc_norm` divides each score
  * by the choice's length in characters first, removing the bias toward short answers.
+ *
+ * An item may name the groups it belongs to ("groups": ["len1024", "depth50"]); besides the
+ * task's own figures, each group's are reported (`eval.<task>_<group>.acc`), so one task file
+ * can break its accuracy down, e.g. by context length (passkey.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { DataInputError, jsonProblem } from '../api/failures.js';
@@ -20,7 +24,13 @@ export interface ChoiceItem {
   /** Index of the correct choice. */
   gold: number;
   id?: string;
+  /** Names of the subsets this item counts toward (lowercase letters, digits and '-'). */
+  groups?: string[];
 }
+
+/** A group name: it becomes part of a metric name, `eval.<task>_<group>.acc`. */
+export const GROUP_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+export const GROUP_NAME_MAX = 30;
 
 /** Summed log-likelihood of each choice's tokens following the context's (e.g. the trainer's scoreChoices). */
 export type ChoiceScorer = (contextIds: number[], choiceIds: number[][]) => Promise<number[]>;
@@ -28,6 +38,15 @@ export type ChoiceScorer = (contextIds: number[], choiceIds: number[][]) => Prom
 export interface TaskScore {
   acc: number;
   acc_norm: number;
+  count: number;
+  /** The same per group, for the groups the items name (absent when none do). */
+  groups?: Record<string, { acc: number; acc_norm: number; count: number }>;
+}
+
+/** Items answered right under acc and acc_norm, of count. */
+export interface Counts {
+  correct: number;
+  correctNorm: number;
   count: number;
 }
 
@@ -66,11 +85,24 @@ export function parseTask(text: string, where: string): ChoiceItem[] {
         `${at}: "gold" must be the index of the correct choice (0–${item.choices.length - 1}), got ${JSON.stringify(item.gold)}`,
       );
     }
+    if (
+      item.groups !== undefined &&
+      (!Array.isArray(item.groups) ||
+        !item.groups.every(
+          (g) => typeof g === 'string' && g.length <= GROUP_NAME_MAX && GROUP_NAME.test(g),
+        ) ||
+        new Set(item.groups).size !== item.groups.length)
+    ) {
+      throw new DataInputError(
+        `${at}: "groups" must be an array of distinct names of at most ${GROUP_NAME_MAX} lowercase letters, digits and '-' (they become metric names eval.<task>_<group>.acc), got ${JSON.stringify(item.groups)}`,
+      );
+    }
     items.push({
       context: item.context,
       choices: item.choices,
       gold: item.gold as number,
       ...(typeof item.id === 'string' ? { id: item.id } : {}),
+      ...(item.groups !== undefined && item.groups.length > 0 ? { groups: item.groups } : {}),
     });
   }
   if (items.length === 0)
@@ -129,20 +161,70 @@ export function judgeItem(
   return { correct: argmax(logLikelihoods) === item.gold, correctNorm: argmax(normalized) === item.gold };
 }
 
+/** The groups the items name, sorted: the same list on every rank, whatever its share. */
+export function taskGroups(items: ChoiceItem[]): string[] {
+  return [...new Set(items.flatMap((item) => item.groups ?? []))].sort();
+}
+
+/** An item with its context and choices as token ids, as the scorer takes them. */
+export interface EncodedItem {
+  item: ChoiceItem;
+  context: number[];
+  choices: number[][];
+}
+
+export async function encodeItems(items: ChoiceItem[], tokenizer: TextTokenizer): Promise<EncodedItem[]> {
+  const encoded: EncodedItem[] = [];
+  for (const item of items) {
+    const [contextIds = [], ...choices] = await tokenizer.encodeBatch([item.context, ...item.choices]);
+    // An empty context still needs a token to condition on; lighteval uses EOS too.
+    encoded.push({ item, context: contextIds.length > 0 ? contextIds : [tokenizer.eosId], choices });
+  }
+  return encoded;
+}
+
+/** Counts over the items, overall and per group of `groups` (in that order; items' other groups are ignored). */
+export async function countCorrect(
+  encoded: EncodedItem[],
+  scorer: ChoiceScorer,
+  groups: string[] = taskGroups(encoded.map((e) => e.item)),
+): Promise<Counts & { groups: Counts[] }> {
+  const total: Counts = { correct: 0, correctNorm: 0, count: 0 };
+  const perGroup = groups.map(() => ({ correct: 0, correctNorm: 0, count: 0 }));
+  const index = new Map(groups.map((g, i) => [g, i]));
+  for (const { item, context, choices } of encoded) {
+    const judged = judgeItem(item, await scorer(context, choices));
+    for (const counts of [
+      total,
+      ...(item.groups ?? []).flatMap((g) =>
+        index.has(g) ? [perGroup[index.get(g) as number] as Counts] : [],
+      ),
+    ]) {
+      counts.count++;
+      if (judged.correct) counts.correct++;
+      if (judged.correctNorm) counts.correctNorm++;
+    }
+  }
+  return { ...total, groups: perGroup };
+}
+
+const fractions = ({ correct, correctNorm, count }: Counts) => ({
+  acc: correct / count,
+  acc_norm: correctNorm / count,
+  count,
+});
+
 export async function scoreTask(
   items: ChoiceItem[],
   tokenizer: TextTokenizer,
   scorer: ChoiceScorer,
 ): Promise<TaskScore> {
-  let correct = 0;
-  let correctNorm = 0;
-  for (const item of items) {
-    const [contextIds = [], ...choiceIds] = await tokenizer.encodeBatch([item.context, ...item.choices]);
-    // An empty context still needs a token to condition on; lighteval uses EOS too.
-    const context = contextIds.length > 0 ? contextIds : [tokenizer.eosId];
-    const judged = judgeItem(item, await scorer(context, choiceIds));
-    if (judged.correct) correct++;
-    if (judged.correctNorm) correctNorm++;
-  }
-  return { acc: correct / items.length, acc_norm: correctNorm / items.length, count: items.length };
+  const groups = taskGroups(items);
+  const counts = await countCorrect(await encodeItems(items, tokenizer), scorer, groups);
+  return {
+    ...fractions(counts),
+    ...(groups.length > 0
+      ? { groups: Object.fromEntries(groups.map((g, i) => [g, fractions(counts.groups[i] as Counts)])) }
+      : {}),
+  };
 }

@@ -9,14 +9,22 @@ export interface EvalShard {
   worldSize: number;
 }
 
+interface Counts {
+  correct: number;
+  correctNorm: number;
+  count: number;
+}
+
 /** A multiple-choice task, scored through the engine's log-likelihoods. */
 export interface ChoiceTask {
   name: string;
-  /** Counts over this rank's share of the items. */
+  /** The groups its items name (the same on every rank), reported as `eval.<task>_<group>.*`. */
+  groups?: string[];
+  /** Counts over this rank's share of the items, and per group in the order of `groups`. */
   score(
     scorer: (context: Uint32Array, choices: Uint32Array[]) => Promise<number[]>,
     shard: EvalShard,
-  ): Promise<{ correct: number; correctNorm: number; count: number }>;
+  ): Promise<Counts & { groups?: Counts[] }>;
 }
 
 /** What evaluating a dpo stage needs besides the policy: its frozen reference and β. */
@@ -27,7 +35,8 @@ export interface PreferenceReference {
 
 /**
  * Held-out loss per dataset and multiple-choice accuracy, under the stable metric names
- * `eval.<dataset>.loss`, `eval.<task>.acc`, `eval.<task>.acc_norm`; chat datasets give the loss
+ * `eval.<dataset>.loss`, `eval.<task>.acc`, `eval.<task>.acc_norm` (and `eval.<task>_<group>.acc`,
+ * `.acc_norm` for each group a task's items name); chat datasets give the loss
  * on assistant tokens, preference datasets (dpo stages) the DPO loss and TRL's
  * `eval.rewards.{chosen,rejected,accuracies,margins}` over all of them. Data-parallel ranks
  * each evaluate their share and one all-reduce of the sums gives every rank the same numbers.
@@ -47,7 +56,7 @@ export class Evaluator {
     const shard = { rank: engine.rank, worldSize: engine.worldSize };
     // Per dataset [loss × weight summed, weight] (text: rows; chat: target tokens; preference:
     // pairs, then Σ rewardsChosen, Σ rewardsRejected, Σ accuracies, Σ margins), per task
-    // [correct, correctNorm, count].
+    // [correct, correctNorm, count] and the same for each of its groups.
     const sums: number[] = [];
     for (const set of Object.values(this.heldOut)) {
       const rows =
@@ -85,11 +94,11 @@ export class Evaluator {
       sums.push(...totals);
     }
     for (const task of this.tasks) {
-      const { correct, correctNorm, count } = await task.score(
-        (context, choices) => engine.scoreChoices(context, choices),
-        shard,
-      );
-      sums.push(correct, correctNorm, count);
+      const counts = await task.score((context, choices) => engine.scoreChoices(context, choices), shard);
+      for (const c of [counts, ...(task.groups ?? []).map((_, i) => counts.groups?.[i])]) {
+        // A rank whose share holds none of a group's items adds zeros.
+        sums.push(c?.correct ?? 0, c?.correctNorm ?? 0, c?.count ?? 0);
+      }
     }
     const total = await engine.allReduce(sums, 'sum');
     const results: Record<string, number> = {};
@@ -111,10 +120,12 @@ export class Evaluator {
       results['eval.rewards.margins'] = (rewards[3] as number) / pairs;
     }
     for (const task of this.tasks) {
-      const count = total[at + 2] as number;
-      results[`eval.${task.name}.acc`] = (total[at] as number) / count;
-      results[`eval.${task.name}.acc_norm`] = (total[at + 1] as number) / count;
-      at += 3;
+      for (const subject of [task.name, ...(task.groups ?? []).map((g) => `${task.name}_${g}`)]) {
+        const count = total[at + 2] as number;
+        results[`eval.${subject}.acc`] = (total[at] as number) / count;
+        results[`eval.${subject}.acc_norm`] = (total[at + 1] as number) / count;
+        at += 3;
+      }
     }
     return results;
   }

@@ -1,11 +1,14 @@
 import { BadConfigurationError } from '../api/failures.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
-import { loadTask, scoreTask } from '../data/eval-task.js';
+import { countCorrect, encodeItems, loadTask, taskGroups } from '../data/eval-task.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { tokenizerFile } from './data-setup.js';
 import type { ChoiceTask } from './evaluation.js';
 
-/** Loads the spec's multiple-choice tasks and the tokenizer that turns them into ids. */
+/**
+ * Loads the spec's multiple-choice tasks and turns them into token ids once, up front: an item
+ * longer than the model's context fails the stage at its start, not at its first evaluation.
+ */
 export async function loadChoiceTasks(
   spec: TrainerSpec,
   workDir: string,
@@ -16,25 +19,33 @@ export async function loadChoiceTasks(
     throw new BadConfigurationError('evaluation.tasks need tokenizer.uri to turn task text into token ids');
   }
   const tokenizer = await loadTokenizer(await tokenizerFile(spec.tokenizer.uri, workDir, env));
+  const limit = spec.model.maxPositionEmbeddings + 1;
   const tasks: ChoiceTask[] = [];
   for (const { name, uri } of spec.evaluation.tasks) {
     const items = await loadTask(uri, env);
+    const encoded = await encodeItems(items, tokenizer);
+    for (const [index, { item, context, choices }] of encoded.entries()) {
+      const longest = Math.max(...choices.map((c) => c.length));
+      if (context.length + longest > limit)
+        throw new BadConfigurationError(
+          `task ${name} (${uri}) item ${item.id ?? index + 1} is ${context.length + longest} tokens (context + longest choice), more than the model's maxPositionEmbeddings ${spec.model.maxPositionEmbeddings} + 1; regenerate the task shorter or raise maxPositionEmbeddings`,
+        );
+    }
+    const groups = taskGroups(items);
     tasks.push({
       name,
+      groups,
       async score(scorer, shard) {
-        const mine = items.filter((_, i) => i % shard.worldSize === shard.rank);
-        const result = await scoreTask(mine, tokenizer, (context, choices) =>
-          scorer(
-            Uint32Array.from(context),
-            choices.map((c) => Uint32Array.from(c)),
-          ),
+        const mine = encoded.filter((_, i) => i % shard.worldSize === shard.rank);
+        return countCorrect(
+          mine,
+          (context, choices) =>
+            scorer(
+              Uint32Array.from(context),
+              choices.map((c) => Uint32Array.from(c)),
+            ),
+          groups,
         );
-        // scoreTask reports fractions; the counts behind them are whole numbers.
-        return {
-          correct: Math.round(result.acc * result.count),
-          correctNorm: Math.round(result.acc_norm * result.count),
-          count: result.count,
-        };
       },
     });
   }
