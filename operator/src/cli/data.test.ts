@@ -70,6 +70,43 @@ test('convert-eval writes the task format', async (t) => {
   assert.equal(JSON.parse(lines[1] as string).gold, 1);
 });
 
+test('passkey writes a generated task with its cells', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'smolstage-cli-data-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  let result = await capture(t, ['quickstart', '--out', dir, '--documents', '50', '--task-items', '1']);
+  assert.equal(result.code, 0, result.err);
+  result = await capture(t, [
+    'train-tokenizer',
+    '--vocab-size',
+    '400',
+    '--out',
+    join(dir, 'tokenizer.json'),
+    join(dir, 'corpora'),
+  ]);
+  assert.equal(result.code, 0, result.err);
+  const args = ['passkey', '--tokenizer', join(dir, 'tokenizer.json'), '--out', join(dir, 'passkey.jsonl')];
+  result = await capture(t, [...args, '--lengths', '512,1024', '--depths', '0,1', '--per-cell', '2']);
+  assert.equal(result.code, 0, result.err);
+  assert.match(result.out, /: 8 items \(2 lengths × 2 depths × 2\), 5 choices each \(chance 0\.2\)/);
+  const lines = (await readFile(join(dir, 'passkey.jsonl'), 'utf8')).trim().split('\n');
+  const cells = ['len512-depth0', 'len512-depth100', 'len1024-depth0', 'len1024-depth100'];
+  assert.deepEqual(
+    lines.map((l) => JSON.parse(l).id),
+    cells.flatMap((cell) => [`${cell}-0`, `${cell}-1`]),
+  );
+  const bad: [string[], RegExp][] = [
+    [['--lengths', '512', '--depths', '0,2'], /depths are fractions .*got 2$/],
+    [['--lengths', '4096', '--seq-len', '2048'], /length 4096 does not fit the sequence length 2048/],
+    [['--lengths', 'lots'], /--lengths must be comma-separated numbers, got 'lots'/],
+    [['--lengths', '512', '--per-cell', '0'], /--per-cell must be a positive integer, got '0'/],
+  ];
+  for (const [flags, expected] of bad) {
+    result = await capture(t, [...args, ...flags]);
+    assert.equal(result.code, 2, flags.join(' '));
+    assert.match(result.err, expected);
+  }
+});
+
 test('user mistakes print one line with the fix and exit 2, no stack trace', async (t) => {
   const cases: [string[], RegExp][] = [
     [

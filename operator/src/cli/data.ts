@@ -11,6 +11,7 @@ import { convertParquet, EVAL_FORMATS, type EvalFormat } from '../data/convert-e
 import { openDataset, verifyDataset } from '../data/dataset.js';
 import { formatTask } from '../data/eval-task.js';
 import { S3_ENDPOINT_ENV, S3_REGION_ENV } from '../data/locations.js';
+import { generatePasskeyTask, PASSKEY_DEFAULTS, parseNumberList } from '../data/passkey.js';
 import { prepare } from '../data/prepare.js';
 import { type ExampleFormat, prepareExamples } from '../data/prepare-examples.js';
 import { generateChatQuickstart, generateQuickstart } from '../data/quickstart.js';
@@ -41,6 +42,12 @@ subcommands:
                   check a prepared dataset's manifest and every file's sha256
   convert-eval    --format ${EVAL_FORMATS.join('|')} --out task.jsonl <parquet files...>
                   convert a Hugging Face benchmark parquet into the multiple-choice task format
+  passkey         --tokenizer tokenizer.json --lengths 2048,8192 --out task.jsonl
+                  [--depths ${PASSKEY_DEFAULTS.depths.join(',')}] [--per-cell ${PASSKEY_DEFAULTS.perCell}] [--distractors ${PASSKEY_DEFAULTS.distractors}] [--seed ${PASSKEY_DEFAULTS.seed}]
+                  [--seq-len N]
+                  generate a passkey-retrieval task (a key hidden at each depth of a filler text of
+                  each length, in tokens of the tokenizer) in the multiple-choice task format; the
+                  worker reports eval.<task>.acc and eval.<task>_len<L>.acc, eval.<task>_depth<%>.acc
   quickstart      --out DIR [--documents 3000] [--seed 1] [--task-items 200]
                   [--conversations 2000] [--pairs 1000]
                   generate the CPU quickstart corpora (prose, code, math), arithmetic task,
@@ -269,6 +276,50 @@ async function convertEvalCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function passkeyCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    tokenizer: { type: 'string' },
+    lengths: { type: 'string' },
+    depths: { type: 'string' },
+    'per-cell': { type: 'string' },
+    distractors: { type: 'string' },
+    seed: { type: 'string' },
+    'seq-len': { type: 'string' },
+    out: { type: 'string' },
+  });
+  if (values.help) return help();
+  const tokenizer = await loadTokenizer(need(values, 'tokenizer'));
+  const lengths = parseNumberList(need(values, 'lengths'), 'lengths');
+  const depths =
+    typeof values.depths === 'string'
+      ? parseNumberList(values.depths, 'depths')
+      : [...PASSKEY_DEFAULTS.depths];
+  const perCell = number(values, 'per-cell', PASSKEY_DEFAULTS.perCell, positiveInteger, 'a positive integer');
+  const distractors = number(
+    values,
+    'distractors',
+    PASSKEY_DEFAULTS.distractors,
+    positiveInteger,
+    'a positive integer',
+  );
+  const seed = number(values, 'seed', PASSKEY_DEFAULTS.seed, Number.isInteger, 'an integer');
+  const maxLength = number(values, 'seq-len', Number.NaN, positiveInteger, 'a positive integer');
+  const out = need(values, 'out');
+  const items = await generatePasskeyTask(tokenizer, {
+    lengths,
+    depths,
+    perCell,
+    distractors,
+    seed,
+    ...(Number.isNaN(maxLength) ? {} : { maxLength }),
+  });
+  await writeLocal(out, formatTask(items));
+  console.log(
+    `wrote ${out}: ${items.length} items (${lengths.length} lengths × ${depths.length} depths × ${perCell}), ${distractors + 1} choices each (chance ${Number((1 / (distractors + 1)).toFixed(3))})`,
+  );
+  return 0;
+}
+
 async function quickstartCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     out: { type: 'string' },
@@ -309,6 +360,7 @@ const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   prepare: prepareCommand,
   verify: verifyCommand,
   'convert-eval': convertEvalCommand,
+  passkey: passkeyCommand,
   quickstart: quickstartCommand,
 };
 
