@@ -247,9 +247,13 @@ start() {
   spawn kube-scheduler "$KUBE_SCHEDULER" \
     --kubeconfig "$kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$scheduler_port" --leader-elect=false
-  start_kueue "$KUEUE" "$KUEUE_SOURCE" "$python" "$kueue_webhook_port" "$kueue_metrics_port" "$kueue_health_port"
+  # Kueue's setup (mostly applying its CRDs, a few seconds) runs while the others come up.
+  local kueue_setup
+  start_kueue "$KUEUE" "$KUEUE_SOURCE" "$python" "$kueue_webhook_port" "$kueue_metrics_port" "$kueue_health_port" &
+  kueue_setup=$!
   wait_until kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
   wait_until kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+  wait "$kueue_setup" || exit 1
   # readyz includes the webhook server; the Job webhook answering is what the tests need.
   wait_until kueue 60 curl -fsS "http://127.0.0.1:$kueue_health_port/readyz"
 
