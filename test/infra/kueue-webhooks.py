@@ -4,10 +4,10 @@ Reads Kueue's own config/components/webhook/manifests.yaml from the pinned modul
 keeps only the webhooks that this Kueue serves: its own API types (kueue.x-k8s.io) and
 batch/v1 Jobs (the one integration it runs). Each one calls https://127.0.0.1:PORT<path>
 with the test CA as caBundle instead of an in-cluster Service, and every namespaced object is
-admitted by it only in namespaces labelled smolstage.dev/kueue=enabled, so tests that do not
-use Kueue never reach it.
+admitted by it only in namespaces with the label KEY=VALUE (servers.sh passes
+smolstage.dev/kueue=enabled), so tests that do not use Kueue never reach it.
 
-Usage: kueue-webhooks.py MANIFESTS.yaml PORT CA.crt > webhooks.json
+Usage: kueue-webhooks.py MANIFESTS.yaml PORT CA.crt KEY=VALUE > webhooks.json
 """
 
 import base64
@@ -16,7 +16,6 @@ import sys
 
 import yaml
 
-NAMESPACE_LABEL = {"smolstage.dev/kueue": "enabled"}
 NAMES = {
     "MutatingWebhookConfiguration": "smolstage-test-kueue-mutating",
     "ValidatingWebhookConfiguration": "smolstage-test-kueue-validating",
@@ -28,7 +27,8 @@ def served(path: str) -> bool:
 
 
 def main() -> None:
-    manifests, port, ca_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    manifests, port, ca_file, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    key, value = label.split("=", 1)
     with open(ca_file, "rb") as f:
         ca_bundle = base64.b64encode(f.read()).decode()
     items = []
@@ -45,7 +45,7 @@ def main() -> None:
                     "url": f"https://127.0.0.1:{port}{path}",
                     "caBundle": ca_bundle,
                 }
-                hook["namespaceSelector"] = {"matchLabels": NAMESPACE_LABEL}
+                hook["namespaceSelector"] = {"matchLabels": {key: value}}
                 webhooks.append(hook)
             if not webhooks:
                 sys.exit(f"no Job or Kueue webhooks in {manifests}")

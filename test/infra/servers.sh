@@ -4,8 +4,8 @@
 #   kubelet), kube-controller-manager (Job controller, garbage collector, namespace, service
 #   account and node lifecycle controllers, pod GC) and kube-scheduler on the admin kubeconfig,
 #   Kueue (its CRDs, its controller manager and its webhooks on 127.0.0.1, for Jobs in namespaces
-#   labelled smolstage.dev/kueue=enabled only), and an S3-compatible server (moto in server mode). Nodes come from the tests' node agent
-#   (operator/test/integration/support/node-agent.ts).
+#   labelled smolstage.dev/kueue=enabled only), and an S3-compatible server (moto in server
+#   mode). Nodes come from the tests' node agent (test/support/node-agent.ts).
 #
 #   servers.sh start STATE_DIR   build what is missing, start everything, wait until ready, and
 #                                write STATE_DIR/env (export lines for the SMOLSTAGE_TEST_* vars)
@@ -17,6 +17,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The kube-controller-manager controllers the tests run against (exported to them as well).
+# The namespace label under which the test Kueue acts (webhooks and controllers; exported too).
+SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL=smolstage.dev/kueue=enabled
+
 SMOLSTAGE_TEST_CONTROLLERS=job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,node-lifecycle-controller,pod-garbage-collector-controller
 
 port_in_use() {
@@ -116,8 +119,9 @@ KUBECONFIG
 # annotation) and webhook configurations from its module source, writes its Configuration and
 # starts it.
 start_kueue() {
-  local kueue=$1 source=$2 python=$3 webhook_port=$4 metrics_port=$5 health_port=$6
-  local dir=$state/kueue pki=$state/pki crds=$2/config/components/crd/bases kctl=("$KUBECTL" --kubeconfig "$state/kubeconfig")
+  local kueue=$1 src=$2 python=$3 webhook_port=$4 metrics_port=$5 health_port=$6
+  local dir=$state/kueue pki=$state/pki crds=$2/config/components/crd/bases
+  local kctl=("$KUBECTL" --kubeconfig "$state/kubeconfig") label_key=${SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL%%=*}
   mkdir -p "$dir/certs" "$dir/etc/kueue/metrics/certs"
   cp "$pki/kueue.crt" "$dir/certs/tls.crt"
   cp "$pki/kueue.key" "$dir/certs/tls.key"
@@ -126,13 +130,13 @@ start_kueue() {
     "${kctl[@]}" wait --for condition=established --timeout 60s -f "$crds" >>"$state/logs/kueue-setup.log" 2>&1 &&
     "${kctl[@]}" create namespace kueue-system >>"$state/logs/kueue-setup.log" 2>&1 ||
     die "applying Kueue's CRDs failed (see $state/logs/kueue-setup.log)"
-  "$python" "$SMOLSTAGE_INFRA_DIR/kueue-webhooks.py" "$source/config/components/webhook/manifests.yaml" \
-    "$webhook_port" "$pki/ca.crt" >"$dir/webhooks.json" ||
+  "$python" "$SMOLSTAGE_INFRA_DIR/kueue-webhooks.py" "$src/config/components/webhook/manifests.yaml" \
+    "$webhook_port" "$pki/ca.crt" "$SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL" >"$dir/webhooks.json" ||
     die "could not write Kueue's webhook configurations from its module source"
   "${kctl[@]}" apply --server-side --field-manager smolstage-test -f "$dir/webhooks.json" >>"$state/logs/kueue-setup.log" 2>&1 ||
     die "applying Kueue's webhook configurations failed (see $state/logs/kueue-setup.log)"
   # Kueue admits only Jobs with a kueue.x-k8s.io/queue-name label, in namespaces labelled
-  # smolstage.dev/kueue=enabled; no leader election, webhooks with the certificate above, the
+  # $SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL; no leader election, webhooks with the certificate above, the
   # visibility API server off (it binds a fixed port and needs an APIService).
   cat >"$dir/config.yaml" <<CONFIG
 apiVersion: config.kueue.x-k8s.io/v1beta2
@@ -141,7 +145,7 @@ namespace: kueue-system
 manageJobsWithoutQueueName: false
 managedJobsNamespaceSelector:
   matchLabels:
-    smolstage.dev/kueue: enabled
+    $label_key: ${SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL#*=}
 internalCertManagement:
   enable: false
 webhook:
@@ -267,7 +271,7 @@ export SMOLSTAGE_TEST_S3_SECRET_KEY=smolstage-test-secret
 export SMOLSTAGE_TEST_S3_REGION=us-east-1
 export SMOLSTAGE_TEST_CONTROLLERS=$SMOLSTAGE_TEST_CONTROLLERS
 export SMOLSTAGE_KUBECTL=$KUBECTL
-export SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL=smolstage.dev/kueue=enabled
+export SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL=$SMOLSTAGE_TEST_KUEUE_NAMESPACE_LABEL
 ENV
 }
 
