@@ -5,15 +5,14 @@
  * be persisted). The same rules as the API server (crd-validation.test.ts compares the two).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runCli } from './support/cli.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 const QUICKSTART = join(
   dirname(fileURLToPath(import.meta.url)),
   '..',
@@ -33,17 +32,7 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function smolstageRun(file: string, dir: string): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, 'run', file, '--dir', dir], {
-    cwd: root,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (b) => {
-    stderr += b;
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
-}
+const smolstageRun = (file: string, dir: string) => runCli(['run', file, '--dir', dir], { cwd: root });
 
 const quickstart = readFileSync(QUICKSTART, 'utf8');
 

@@ -5,20 +5,17 @@
  * error messages users act on.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Stage, TrainingRun } from '../../src/api/types.js';
 import { Display } from '../../src/drivers/local/display.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
+import { startCli } from './support/cli.js';
 import { tinyRunYaml } from './support/local-runs.js';
-
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 
 let root: string;
 let data: string;
@@ -27,35 +24,9 @@ function runYaml(name: string, stageTwoTokens: string): string {
   return tinyRunYaml({ name, data, stageTwoTokens });
 }
 
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function smolstage(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): { child: ChildProcess; done: Promise<Finished> } {
-  const child = spawn(process.execPath, [CLI, 'run', ...args, '--threads', '1'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (b) => {
-    stdout += b;
-  });
-  child.stderr?.on('data', (b) => {
-    stderr += b;
-  });
-  const done = new Promise<Finished>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
-  return { child, done };
-}
+/** `smolstage run ARGS` on one thread, from the test root. */
+const smolstage = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  startCli(['run', ...args, '--threads', '1'], { cwd: root, env: { ...process.env, ...env } });
 
 const readState = (dir: string) => JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as LocalState;
 const stage = (state: LocalState, name: string) => state.stages.find((s) => s.spec.name === name) as Stage;

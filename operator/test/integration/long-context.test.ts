@@ -9,13 +9,11 @@
  * (docs/data.md, "Changing the sequence length between stages").
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { MetricsRecord } from '../../src/api/metrics-record.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
 import { openDataset, type TokenDataset } from '../../src/data/dataset.js';
@@ -23,8 +21,8 @@ import { MixtureSampler, type SamplerState } from '../../src/data/sampler.js';
 import { arrayDataset, positions } from '../../src/data/testdata/support.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
+import { startCli } from './support/cli.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 const RUN = 'longctx';
 
 let root: string;
@@ -56,23 +54,7 @@ spec:
 `;
 }
 
-function smolstage(args: string[]): {
-  child: ChildProcess;
-  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-} {
-  const child = spawn(process.execPath, [CLI, 'run', ...args, '--threads', '1'], {
-    cwd: root,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (b) => {
-    stderr += b;
-  });
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
-    (resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  return { child, done };
-}
+const smolstage = (args: string[]) => startCli(['run', ...args, '--threads', '1'], { cwd: root });
 
 const runRoot = (dir: string) => join(dir, 'local', RUN);
 const json = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;

@@ -13,13 +13,11 @@
  * score at chance, the baseline such a threshold is read against.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Trainer } from '@smolstage/trainer-native';
 import type { MetricsRecord } from '../../src/api/metrics-record.js';
 import type { Stage } from '../../src/api/types.js';
@@ -29,8 +27,8 @@ import { prepare } from '../../src/data/prepare.js';
 import { seededRandom } from '../../src/data/quickstart.js';
 import { loadTokenizer, tokenizerFromJson, trainByteLevelBpe } from '../../src/data/tokenizer.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
+import { runCli } from './support/cli.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 const LENGTHS = [128, 192];
 const DEPTHS = ['depth0', 'depth50', 'depth100'];
 const PER_CELL = 10;
@@ -39,18 +37,7 @@ let root: string;
 /** What `smolstage data passkey` printed when before() generated evals/passkey.jsonl. */
 let generated: { code: number | null; stdout: string; stderr: string };
 
-function smolstage(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b) => {
-    stdout += b;
-  });
-  child.stderr.on('data', (b) => {
-    stderr += b;
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
+const smolstage = (args: string[]) => runCli(args, { cwd: root });
 
 interface RunOptions {
   condition?: string;

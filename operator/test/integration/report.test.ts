@@ -12,13 +12,12 @@
  * SMOLSTAGE_REPORT_SCREENSHOT=FILE keeps a copy of the full-page screenshot, to look at.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { requireKube } from '../../../test/support/env.js';
 import { GROUP, type Stage, StageKind, type TrainingRun, VERSION } from '../../src/api/types.js';
@@ -26,6 +25,7 @@ import { KubeWriter } from '../../src/drivers/kube/kube-writer.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
 import { createRunStore } from '../../src/storage/factory.js';
+import { runCli } from './support/cli.js';
 import { deleteNamespace } from './support/kube.js';
 import { tinyRunYaml } from './support/local-runs.js';
 import { createRun } from './support/objects.js';
@@ -46,7 +46,6 @@ interface El {
 declare const document: El & { documentElement: { scrollWidth: number; scrollHeight: number } };
 declare const window: { innerWidth: number };
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 const CHROMIUM = process.env.SMOLSTAGE_CHROMIUM ?? '/usr/bin/chromium';
 
 let root: string;
@@ -58,25 +57,7 @@ function runYaml(name: string): string {
   return tinyRunYaml({ name, data, stageThreeCondition: 'metric: eval.arithmetic.acc, atLeast: 0' });
 }
 
-function smolstage(
-  args: string[],
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: root,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b) => {
-    stdout += b;
-  });
-  child.stderr.on('data', (b) => {
-    stderr += b;
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
+const smolstage = (args: string[], env: NodeJS.ProcessEnv = process.env) => runCli(args, { cwd: root, env });
 
 /** Width and height from a PNG's IHDR, after checking the signature. */
 function pngSize(file: string): { width: number; height: number } {

@@ -7,17 +7,16 @@
  * reward metrics for training and held-out pairs.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { presetConfig } from '@smolstage/trainer-native';
 import { ExitCode } from '../../src/api/failures.js';
 import type { TrainerSpec } from '../../src/api/trainer-spec.js';
 import { listCommitted } from '../../src/storage/checkpoints.js';
 import { readMetrics } from '../../src/storage/metrics.js';
+import { runCli } from './support/cli.js';
 import {
   prepareTinyData,
   runStore,
@@ -27,24 +26,15 @@ import {
   writeSpec,
 } from './worker-support.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'smolstage.js');
 const SEQ = 64;
 
 let scratch: string;
 let data: { tokenizer: string; chat: string; preference: string };
 let tiny: TinyData;
 
-function cli(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (b) => {
-      stderr += b;
-    });
-    child.on('close', (code) =>
-      code === 0 ? resolve() : reject(new Error(`smolstage ${args.join(' ')}: ${stderr}`)),
-    );
-  });
+async function cli(args: string[]): Promise<void> {
+  const result = await runCli(args);
+  if (result.code !== 0) throw new Error(`smolstage ${args.join(' ')}: ${result.stderr}`);
 }
 
 before(async () => {
