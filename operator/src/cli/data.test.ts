@@ -21,10 +21,19 @@ async function capture(t: TestContext, argv: string[]): Promise<{ code: number; 
   }
 }
 
-test('quickstart → train-tokenizer → prepare → verify, end to end through the CLI', async (t) => {
+/** `quickstart` then `train-tokenizer` (400 tokens) on its corpora, in a fresh directory. */
+async function quickstartTokenizer(t: TestContext, documents: number, taskItems: number): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'smolstage-cli-data-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  let result = await capture(t, ['quickstart', '--out', dir, '--documents', '200', '--task-items', '20']);
+  let result = await capture(t, [
+    'quickstart',
+    '--out',
+    dir,
+    '--documents',
+    String(documents),
+    '--task-items',
+    String(taskItems),
+  ]);
   assert.equal(result.code, 0, result.err);
   result = await capture(t, [
     'train-tokenizer',
@@ -36,7 +45,12 @@ test('quickstart → train-tokenizer → prepare → verify, end to end through 
   ]);
   assert.equal(result.code, 0, result.err);
   assert.match(result.out, /400 tokens, EOS <\|endoftext\|> = 0/);
-  result = await capture(t, [
+  return dir;
+}
+
+test('quickstart → train-tokenizer → prepare → verify, end to end through the CLI', async (t) => {
+  const dir = await quickstartTokenizer(t, 200, 20);
+  let result = await capture(t, [
     'prepare',
     '--quiet',
     '--tokenizer',
@@ -71,21 +85,9 @@ test('convert-eval writes the task format', async (t) => {
 });
 
 test('passkey writes a generated task with its cells', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'smolstage-cli-data-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  let result = await capture(t, ['quickstart', '--out', dir, '--documents', '50', '--task-items', '1']);
-  assert.equal(result.code, 0, result.err);
-  result = await capture(t, [
-    'train-tokenizer',
-    '--vocab-size',
-    '400',
-    '--out',
-    join(dir, 'tokenizer.json'),
-    join(dir, 'corpora'),
-  ]);
-  assert.equal(result.code, 0, result.err);
+  const dir = await quickstartTokenizer(t, 50, 1);
   const args = ['passkey', '--tokenizer', join(dir, 'tokenizer.json'), '--out', join(dir, 'passkey.jsonl')];
-  result = await capture(t, [...args, '--lengths', '512,1024', '--depths', '0,1', '--per-cell', '2']);
+  let result = await capture(t, [...args, '--lengths', '512,1024', '--depths', '0,1', '--per-cell', '2']);
   assert.equal(result.code, 0, result.err);
   assert.match(result.out, /: 8 items \(2 lengths × 2 depths × 2\), 5 choices each \(chance 0\.2\)/);
   const lines = (await readFile(join(dir, 'passkey.jsonl'), 'utf8')).trim().split('\n');

@@ -208,14 +208,17 @@ describe('reconcileRun', () => {
     assert.deepEqual(reconcileRun(o).actions, []);
   });
 
-  it('token-budget promotion: Job succeeded → stage Completed, next stage starts from its checkpoint', () => {
-    const o = observe(threeStages())
+  /** s1 trained its budget: its Job succeeded with the final checkpoint at step 10. */
+  const s1TrainedItsBudget = () =>
+    observe(threeStages())
       .stage(0, running())
       .job('s1', 1, 'Succeeded')
       .metrics('s1', 10, { 'train.loss': 3 })
       .checkpoints('s1', 5, 10)
       .build();
-    const d = reconcileRun(o);
+
+  it('token-budget promotion: Job succeeded → stage Completed, next stage starts from its checkpoint', () => {
+    const d = reconcileRun(s1TrainedItsBudget());
     const s1 = stageStatus(d.actions, 'run-s1');
     assert.equal(s1?.phase, 'Completed');
     assert.equal(s1?.decision?.reason, 'TokenBudgetReached');
@@ -233,12 +236,7 @@ describe('reconcileRun', () => {
   });
 
   it('a stage that ends gets the report drawn after the status writes, once, and status says where', () => {
-    const o = observe(threeStages())
-      .stage(0, running())
-      .job('s1', 1, 'Succeeded')
-      .metrics('s1', 10, { 'train.loss': 3 })
-      .checkpoints('s1', 5, 10)
-      .build();
+    const o = s1TrainedItsBudget();
     const d = reconcileRun(o);
     const kinds = types(d.actions);
     assert.equal(kinds.filter((t) => t === 'writeReport').length, 1);
