@@ -2,13 +2,16 @@
 # One image for the operator (`smolstage operator`) and the trainer worker (`smolstage worker`):
 # Node 22, the compiled TypeScript, and the native trainer addon. Build from the repository root:
 #
-#   docker build -t registry.example.com/smolstage:0.1.0 .                     # CPU backend
-#   docker build -t registry.example.com/smolstage:0.1.0-cuda \                # CPU + CUDA backends
+#   docker build -t smolstage:0.1.0 .          # CPU backend
+#   # CPU + CUDA backends:
+#   docker build -t smolstage:0.1.0-cuda \
 #     --build-arg BUILD_BASE=nvidia/cuda:13.0.2-devel-ubuntu24.04 \
 #     --build-arg RUNTIME_BASE=nvidia/cuda:13.0.2-runtime-ubuntu24.04 \
 #     --build-arg SMOLSTAGE_CUDA=ON .
 #
 # The build needs only the image registry, the Debian/Ubuntu apt mirrors and the npm registry.
+# Without a registry, test/image/build-and-run.sh makes the base images from the Debian mirror
+# and builds and runs this file with buildah (docs/install.md, "The image").
 
 # Node comes from the official image in both variants, so the CUDA variant runs the same Node.
 ARG NODE_IMAGE=node:22.23.3-bookworm-slim
@@ -66,6 +69,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /app /app
+# `smolstage run` without a file runs /app/examples/quickstart.yaml (the CPU quickstart).
+COPY examples/*.yaml /app/examples/
 # 65532: the uid the chart and the operator's trainer pods run as (runAsNonRoot needs a number).
 RUN ln -s /app/operator/bin/smolstage.js /usr/local/bin/smolstage \
  && groupadd --system --gid 65532 smolstage \

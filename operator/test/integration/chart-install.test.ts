@@ -123,7 +123,7 @@ describe('helm install: all namespaces', () => {
   it('creates the operator objects in the release namespace', async () => {
     const deployment = await apps.readNamespacedDeployment({ namespace, name: operator });
     assert.equal(deployment.spec?.replicas, 2);
-    assert.equal(deployment.spec?.template.spec?.containers[0]?.image, 'ghcr.io/example/smolstage:test');
+    assert.equal(deployment.spec?.template.spec?.containers[0]?.image, 'smolstage:test');
     await core.readNamespacedServiceAccount({ namespace, name: operator });
     await core.readNamespacedService({ namespace, name: `${operator}-metrics` });
     await rbac.readClusterRole({ name: operator });

@@ -123,7 +123,7 @@ describe('helm chart: default values (all namespaces, leader election)', () => {
     assert.equal(pod.securityContext.runAsUser, 65532);
     assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
     const c = operatorContainer(objects);
-    assert.equal(c.image, 'ghcr.io/example/smolstage:0.1.0');
+    assert.equal(c.image, 'smolstage:0.1.0');
     assert.deepEqual(c.command, ['smolstage', 'operator']);
     assert.deepEqual(c.args, [
       '--metrics-port=8080',
