@@ -8,7 +8,10 @@
 #   integration  build/start the real servers, run test/smoke/*.test.ts and
 #                operator/test/integration/*.test.ts against them, stop the servers
 #   parity       trainer-native/scripts/parity.sh with SMOLSTAGE_PYTHON (HF transformers reference)
-#   all          lint, unit, integration, parity (what `npm test` runs), then a summary
+#   image        test/image/build-and-run.sh: the Dockerfile built with buildah, --help and the CPU
+#                quickstart run in the image (needs root and buildah + mmdebstrap; where either is
+#                missing, `all` reports the tier as not run, never as passed)
+#   all          lint, unit, integration, parity, image (what `npm test` runs), then a summary
 #   bench-cpu, bench-gpu, bench-dp, demo   the benchmark scripts and the CPU quickstart (not part of `all`)
 #   servers      start the servers, print their env exports, keep them up until Ctrl-C
 set -uo pipefail
@@ -159,9 +162,27 @@ tier_demo() {
   node operator/bin/smolstage.js run "$@"
 }
 
+tier_image() {
+  bash test/image/build-and-run.sh all
+}
+
+# Why the image tier cannot run on this machine (empty when it can).
+image_tier_blocker() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "needs root (buildah's chroot builds and mmdebstrap)"
+  elif ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then
+    echo "needs the Debian packages buildah and mmdebstrap (.ci/run installs them)"
+  fi
+}
+
 tier_all() {
-  local tier results=() passed=0 failed=0 start
-  for tier in lint unit integration parity; do
+  local tier results=() passed=0 failed=0 not_run=0 start blocker
+  for tier in lint unit integration parity image; do
+    if [ "$tier" = image ] && blocker=$(image_tier_blocker) && [ -n "$blocker" ]; then
+      results+=("NOT RUN  image: $blocker")
+      not_run=$((not_run + 1))
+      continue
+    fi
     start=$SECONDS
     echo "===== $tier ====="
     if (tier_"$tier"); then
@@ -174,7 +195,7 @@ tier_all() {
   done
   echo "===== summary ====="
   printf '%s\n' "${results[@]}"
-  echo "tiers: $passed passed, $failed failed"
+  echo "tiers: $passed passed, $failed failed$([ "$not_run" -eq 0 ] || echo ", $not_run not run")"
   [ "$failed" -eq 0 ]
 }
 
@@ -183,13 +204,13 @@ lint | unit | integration | parity | all | demo | bench-cpu | bench-gpu | bench-
 esac
 
 case ${1:-} in
-lint | unit | integration | parity | all | servers) tier_"$1" ;;
+lint | unit | integration | parity | image | all | servers) tier_"$1" ;;
 demo) shift; tier_demo "$@" ;;
 bench-cpu) run_script bench-cpu trainer-native/scripts/bench-cpu.sh ;;
 bench-gpu) run_script bench-gpu trainer-native/scripts/bench-gpu.sh ;;
 bench-dp) run_script bench-dp trainer-native/scripts/bench-dp.sh ;;
 *)
-  echo "usage: bash test/run.sh lint|unit|integration|parity|all|bench-cpu|bench-gpu|bench-dp|demo|servers" >&2
+  echo "usage: bash test/run.sh lint|unit|integration|parity|image|all|bench-cpu|bench-gpu|bench-dp|demo|servers" >&2
   exit 2
   ;;
 esac
