@@ -776,6 +776,19 @@ export const stageStatus = obj('Observed state of the stage, written by the oper
       lastTime: str('Time of the newest record.'),
       latest: metricMap('Metric → value in the newest record that has it.'),
       best: metricMap('Metric → best value seen (lowest loss, highest accuracy).'),
+      notices: arr(
+        'What the worker reported beside its metrics — a damaged checkpoint skipped, a fallback to an older one, a loss-guard rewind — oldest first, the newest 20; each is also a Warning Event on the Stage.',
+        obj(
+          'One notice.',
+          {
+            type: str('CheckpointSkipped, CheckpointFallback, LossGuardRewind, ...'),
+            message: str('In words.'),
+            step: int('Step of the first record that carried it.'),
+          },
+          { required: ['type', 'message', 'step'] },
+        ),
+        { maxItems: 20 },
+      ),
     },
     { required: ['records', 'lastStep', 'lastTokens', 'latest', 'best'] },
   ),

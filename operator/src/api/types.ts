@@ -174,12 +174,24 @@ export const Reason = {
   StopRequested: 'StopRequested',
   RetryScheduled: 'RetryScheduled',
   RetryRequested: 'RetryRequested',
+  // Worker notices (sent with its metrics records, told as Stage Events)
+  CheckpointSkipped: 'CheckpointSkipped',
   CheckpointFallback: 'CheckpointFallback',
+  LossGuardRewind: 'LossGuardRewind',
+  WorkerNotice: 'WorkerNotice',
   ExportStarted: 'ExportStarted',
   ModelExported: 'ModelExported',
   ReportNotWritten: 'ReportNotWritten',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/** What a worker reports beside its metrics; another type from a newer worker is a WorkerNotice. */
+export const WORKER_NOTICES = [
+  Reason.CheckpointSkipped,
+  Reason.CheckpointFallback,
+  Reason.LossGuardRewind,
+] as const;
+export type WorkerNotice = (typeof WORKER_NOTICES)[number];
 
 export const PROMOTION_REASONS = [
   Reason.TokenBudgetReached,

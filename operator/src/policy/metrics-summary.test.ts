@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MetricsRecord } from '../api/metrics-record.js';
-import { summarizeMetrics } from './metrics-summary.js';
+import { MAX_NOTICES, summarizeMetrics } from './metrics-summary.js';
 
 const record = (step: number, loss: number | null, evals: Record<string, number> = {}): MetricsRecord => ({
   step,
@@ -34,5 +34,19 @@ describe('summarizeMetrics', () => {
     assert.equal(next.records, 2);
     assert.equal(next.latest['train.loss'], 4);
     assert.equal(first.records, 1, 'the previous summary is not modified');
+  });
+  it('keeps the worker notices once each, with the step that first carried them, the newest MAX_NOTICES', () => {
+    const fallback = { type: 'CheckpointFallback', message: 'resumeFrom x is damaged; starting from y' };
+    const withEvents = (step: number, events: MetricsRecord['events']) => ({ ...record(step, 3), events });
+    const s = summarizeMetrics([withEvents(4, [fallback]), withEvents(5, [fallback]), record(6, 2)]);
+    assert.deepEqual(s.notices, [{ ...fallback, step: 4 }]);
+    assert.equal(summarizeMetrics([record(1, 1)]).notices, undefined, 'no notices, no field');
+    const many = Array.from({ length: MAX_NOTICES + 5 }, (_, i) =>
+      withEvents(i + 1, [{ type: 'LossGuardRewind', message: `rewind ${i + 1}` }]),
+    );
+    const kept = summarizeMetrics(many).notices ?? [];
+    assert.equal(kept.length, MAX_NOTICES);
+    assert.equal(kept.at(-1)?.message, `rewind ${MAX_NOTICES + 5}`);
+    assert.equal(kept[0]?.message, 'rewind 6');
   });
 });

@@ -5,6 +5,9 @@
 import type { MetricsRecord } from '../api/metrics-record.js';
 import type { MetricsSummary } from '../api/types.js';
 
+/** The newest notices kept in Stage status (the CRD's maxItems). */
+export const MAX_NOTICES = 20;
+
 export function emptySummary(): MetricsSummary {
   return { records: 0, lastStep: -1, lastTokens: 0, latest: {}, best: {} };
 }
@@ -32,6 +35,13 @@ export function summarizeMetrics(
       ]),
       ...Object.entries(record.eval),
     ];
+    for (const event of record.events ?? []) {
+      const notices = summary.notices ?? [];
+      if (notices.some((n) => n.type === event.type && n.message === event.message)) continue;
+      summary.notices = [...notices, { type: event.type, message: event.message, step: record.step }].slice(
+        -MAX_NOTICES,
+      );
+    }
     for (const [metric, value] of values) {
       // JSON has no NaN: a diverged loss arrives as null and is not a value to compare.
       if (typeof value !== 'number' || !Number.isFinite(value)) continue;

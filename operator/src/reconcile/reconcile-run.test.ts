@@ -208,6 +208,34 @@ describe('reconcileRun', () => {
     assert.deepEqual(reconcileRun(o).actions, []);
   });
 
+  it('a worker notice in the metrics becomes one Warning Event on its Stage, and only once', () => {
+    const notice = {
+      type: 'CheckpointFallback',
+      message: 'resumeFrom a is damaged; starting from b',
+      step: 3,
+    };
+    const o = observe(threeStages()).stage(0, running()).job('s1', 1, 'Running').metrics('s1', 3, {}).build();
+    (o.metrics.s1 as MetricsSummary).notices = [notice, { type: 'FromANewerWorker', message: 'x', step: 3 }];
+    const d = reconcileRun(o);
+    const events = d.actions.filter((a) => a.type === 'emitEvent');
+    assert.deepEqual(
+      events.map((e) => [e.regarding, e.eventType, e.reason, e.message]),
+      [
+        [
+          { kind: 'Stage', name: 'run-s1' },
+          'Warning',
+          'CheckpointFallback',
+          `s1 at step 3: ${notice.message}`,
+        ],
+        [{ kind: 'Stage', name: 'run-s1' }, 'Warning', 'WorkerNotice', 's1 at step 3: x'],
+      ],
+    );
+    assert.deepEqual(stageStatus(d.actions, 'run-s1')?.metrics?.notices?.[0], notice);
+    for (const stage of o.stages) stage.status = stageStatus(d.actions, stage.metadata.name) ?? stage.status;
+    o.run.status = d.runStatus;
+    assert.ok(!reconcileRun(o).actions.some((a) => a.type === 'emitEvent'));
+  });
+
   /** s1 trained its budget: its Job succeeded with the final checkpoint at step 10. */
   const s1TrainedItsBudget = () =>
     observe(threeStages())

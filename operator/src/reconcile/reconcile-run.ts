@@ -30,7 +30,11 @@ import {
   type StageStatus,
   stageObjectName,
   type TrainingRunStatus,
+  WORKER_NOTICES,
 } from '../api/types.js';
+
+type WorkerNoticeRecord = NonNullable<MetricsSummary['notices']>[number];
+
 import { validateRun, validateStageEdits } from '../api/validate.js';
 import { adjustMixture } from '../policy/mixture.js';
 import { decidePromotion, decidingMetric, stageTokenCap } from '../policy/promotion.js';
@@ -639,6 +643,24 @@ class RunReconciler {
   // -------------------------------------------------------------------------------------------
   // Status helpers
 
+  /** A worker notice not in the Stage's status yet becomes a Warning Event on the Stage, once. */
+  private tellNewNotices(stage: Stage, told: WorkerNoticeRecord[], seen: WorkerNoticeRecord[]): void {
+    const known = new Set(told.map((n) => `${n.type}\n${n.message}`));
+    for (const notice of seen) {
+      if (known.has(`${notice.type}\n${notice.message}`)) continue;
+      const reason = (WORKER_NOTICES as readonly string[]).includes(notice.type)
+        ? notice.type
+        : Reason.WorkerNotice;
+      this.actions.push({
+        type: 'emitEvent',
+        regarding: { kind: 'Stage', name: stage.metadata.name },
+        eventType: 'Warning',
+        reason,
+        message: `${stage.spec.name} at step ${notice.step}: ${notice.message}`,
+      });
+    }
+  }
+
   private observeStage(stage: Stage): StageStatus {
     const status: StageStatus = structuredClone(stage.status ?? {});
     status.phase ??= 'Pending';
@@ -646,6 +668,7 @@ class RunReconciler {
     status.decidingMetric ??= decidingMetric(stage.spec);
     const metrics: MetricsSummary | undefined = this.o.metrics[stage.spec.name];
     if (metrics !== undefined && metrics.records > 0) {
+      this.tellNewNotices(stage, stage.status?.metrics?.notices ?? [], metrics.notices ?? []);
       status.metrics = metrics;
       status.step = metrics.lastStep;
     }

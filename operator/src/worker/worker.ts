@@ -10,6 +10,7 @@ import {
 } from '../api/failures.js';
 import type { MetricsRecord } from '../api/metrics-record.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
+import { Reason, type WorkerNotice } from '../api/types.js';
 import { metricConditionsMet } from '../policy/promotion.js';
 import {
   CheckpointCorruptError,
@@ -223,7 +224,7 @@ class Worker {
       onSkip: (dir, problem) => {
         skipped.push(dir);
         this.notice(
-          'CheckpointSkipped',
+          Reason.CheckpointSkipped,
           `skipped damaged checkpoint ${dir} (${problem}); it is no longer committed`,
         );
       },
@@ -241,7 +242,7 @@ class Worker {
     const startOver = (from: string) => {
       if (skipped.length > 0)
         this.notice(
-          'CheckpointFallback',
+          Reason.CheckpointFallback,
           `every committed checkpoint of ${this.stage} was damaged (${skipped.join(', ')}); the stage starts over from ${from}`,
         );
     };
@@ -299,7 +300,7 @@ class Worker {
         continue;
       }
       this.notice(
-        'CheckpointFallback',
+        Reason.CheckpointFallback,
         `resumeFrom ${dir} is ${problem}; starting from ${candidate.dir}, the newest intact checkpoint of ${source.stage} before it (${source.step - candidate.step} steps earlier)`,
       );
       return candidate.dir;
@@ -310,7 +311,7 @@ class Worker {
   }
 
   /** A fallback or other notice the operator and the user must see: logged, and sent with the next metrics record. */
-  private notice(type: string, message: string): void {
+  private notice(type: WorkerNotice, message: string): void {
     this.log.warn(message, { notice: type });
     this.pendingEvents.push({ type, message });
   }
@@ -652,7 +653,7 @@ class Worker {
       spikeBatchStart,
       reason,
     });
-    const event = { type: 'LossGuardRewind', message };
+    const event = { type: Reason.LossGuardRewind, message };
     this.pendingEvents.push(event);
     await this.writeRecord({ ...spikeRecord, events: [event] });
   }

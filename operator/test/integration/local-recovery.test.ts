@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { MetricsRecord } from '../../src/api/metrics-record.js';
 import { ensureQuickstartData } from '../../src/drivers/local/inputs.js';
 import type { LocalState } from '../../src/drivers/local/state.js';
 import { runCli } from './support/cli.js';
@@ -176,6 +177,16 @@ describe('local runs that recover', () => {
     assert.match(
       fellBack.stdout,
       /"checkpoint":"checkpoints\/one\/step-000000008\/","level":"info","message":"starting stage from checkpoint"/,
+    );
+    // The notice also travels with the metrics, where the operator tells it as a Stage Event.
+    const sent = readdirSync(join(runRoot, 'metrics', 'two')).flatMap(
+      (f) =>
+        (JSON.parse(readFileSync(join(runRoot, 'metrics', 'two', f), 'utf8')) as MetricsRecord).events ?? [],
+    );
+    assert.deepEqual(
+      sent.map((e) => e.type),
+      ['CheckpointFallback'],
+      JSON.stringify(sent),
     );
 
     // Every checkpoint of stage one damaged: a permanent error naming what to do.

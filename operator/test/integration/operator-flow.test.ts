@@ -21,6 +21,12 @@ import { crdNamespace, runStorageAndTrainer, startTestOperator } from './support
 
 const RUN = 'smol3';
 
+const FALLBACK = {
+  type: Reason.CheckpointFallback,
+  message:
+    'resumeFrom checkpoints/stage0/step-000000010/ is damaged; starting from checkpoints/stage0/step-000000008/',
+};
+
 describe('operator: a 3-stage run on the real API server and S3', () => {
   let client: KubeClient;
   let namespace: string;
@@ -115,6 +121,8 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
     const job = await trainer.waitForJob(namespace, RUN, 'stage1');
     const result = await trainer.runAttempt(job, {
       evals: () => ({ 'eval.math.loss': 2.5, 'eval.code.acc': 0.2 }),
+      // Sent with two records, as a worker resends what it has not yet reported: told once.
+      notices: (step) => (step === 3 || step === 4 ? [FALLBACK] : undefined),
     });
     assert.equal(result.exitCode, 0);
     assert.equal(result.lastStep, 10);
@@ -151,6 +159,7 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
     assert.equal(stage1?.status?.phase, 'Completed');
     assert.equal(stage1?.status?.decision?.reason, Reason.TokenBudgetReached);
     assert.equal(stage1?.status?.metrics?.records, 10);
+    assert.deepEqual(stage1?.status?.metrics?.notices, [{ ...FALLBACK, step: 3 }]);
     assert.equal(stage1?.status?.endCheckpoint?.path, 'checkpoints/stage1/step-000000010');
   });
 
@@ -277,6 +286,12 @@ describe('operator: a 3-stage run on the real API server and S3', () => {
       (await listJobs(client, namespace, RUN)).map((j) => j.metadata?.name).sort(),
       [`${RUN}-export-a1`, `${RUN}-export-a2`, `${RUN}-stage1-a1`, `${RUN}-stage2-a1`, `${RUN}-stage3-a1`],
       'one Job per stage and per export attempt, no duplicates',
+    );
+    const fallbacks = events.filter((e) => e.reason === Reason.CheckpointFallback);
+    assert.deepEqual(
+      fallbacks.map((e) => [e.type, e.regarding?.kind, e.regarding?.name, e.note]),
+      [['Warning', 'Stage', `${RUN}-stage1`, `stage1 at step 3: ${FALLBACK.message}`]],
+      'the worker notice, once, on its Stage',
     );
     const mixtureEvent = events.find((e) => e.reason === Reason.MixtureAdjusted);
     assert.match(mixtureEvent?.note ?? '', /scale math ×2 because eval\.math\.loss = 2\.5/);

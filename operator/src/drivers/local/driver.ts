@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { classifyFailure, diskFull, ExitCode } from '../../api/failures.js';
 import { RankEnv, type StorageSpec, type TrainerSpec } from '../../api/trainer-spec.js';
-import { PROMOTION_REASONS, Reason, type StageStatus } from '../../api/types.js';
+import { PROMOTION_REASONS, Reason, type StageStatus, WORKER_NOTICES } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
 import { type Action, type Decision, decidedObjects, type Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
@@ -422,6 +422,8 @@ export class LocalDriver {
 
   private report(action: Extract<Action, { type: 'emitEvent' }>, decision: Decision): void {
     const { display } = this.o;
+    // Printed as the worker logged it (processes.ts), before its metrics record carried it here.
+    if ((WORKER_NOTICES as readonly string[]).includes(action.reason)) return;
     if (PROMOTION_REASON_SET.has(action.reason)) {
       const update = decision.actions.find(
         (a): a is Extract<Action, { type: 'updateStageStatus' }> =>

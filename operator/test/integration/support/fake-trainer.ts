@@ -19,6 +19,7 @@ import type { S3Test } from '../../../../test/support/env.js';
 import type { StopRequest } from '../../../src/api/control-request.js';
 import { stopRequestKey } from '../../../src/api/control-request.js';
 import { ExitCode } from '../../../src/api/failures.js';
+import type { MetricsRecord } from '../../../src/api/metrics-record.js';
 import type { TrainerSpec } from '../../../src/api/trainer-spec.js';
 import { exportJobName, jobName } from '../../../src/api/types.js';
 import type { KubeClient } from '../../../src/drivers/kube/kube-client.js';
@@ -37,6 +38,8 @@ export type EvalFn = (step: number, tokens: number) => Record<string, number>;
 export interface TrainOptions {
   /** Eval metrics of an eval step (every `evaluation.everySteps`); default: none. */
   evals?: EvalFn;
+  /** Notices the worker sends with a step's record (a checkpoint fallback, a rewind); default none. */
+  notices?: (step: number) => MetricsRecord['events'];
   /** Stop after this many steps as if the pod were killed (no final checkpoint). */
   maxSteps?: number;
   /** Pause between steps so the operator can observe a stage mid-way. */
@@ -218,6 +221,7 @@ export class FakeTrainer {
           time: new Date().toISOString(),
           train: { loss: 10 / Math.sqrt(step), lr: spec.schedule.peakLr, gradNorm: 1, tokPerSec: 1000 },
           eval: isEval && options.evals !== undefined ? options.evals(step, tokens) : {},
+          ...(options.notices?.(step) !== undefined ? { events: options.notices(step) } : {}),
         });
         await options.afterStep?.(step);
         const stop = await this.stopRequest(store, spec.stage.name);
