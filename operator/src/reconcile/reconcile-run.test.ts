@@ -83,6 +83,10 @@ class ObservedBuilder {
     this.o.run.status = { ...this.o.run.status, export: status };
     return this;
   }
+  runSpec(patch: (spec: TrainingRun['spec']) => void): this {
+    patch(this.o.run.spec);
+    return this;
+  }
   /** The phase an earlier reconcile wrote. */
   runPhase(phase: NonNullable<TrainingRun['status']>['phase']): this {
     this.o.run.status = { ...this.o.run.status, phase };
@@ -440,6 +444,26 @@ describe('reconcileRun', () => {
       phase: 'Exporting',
       exportPhase: 'Running',
       actions: [],
+    },
+    {
+      name: 'export Job waiting for Kueue: Progressing=Queued naming the LocalQueue',
+      build: (b) =>
+        b
+          .runSpec((s) => {
+            s.trainer.queueName = 'team-a';
+          })
+          .exportStatus(pendingExport(1))
+          .exportJob(1, 'Suspended'),
+      phase: 'Exporting',
+      exportPhase: 'Pending',
+      actions: [],
+      check: (d) => {
+        assert.equal(condition(d, 'Progressing')?.reason, 'Queued');
+        assert.match(
+          d.runStatus.export?.message ?? '',
+          /export Job run-export-a1 is queued in LocalQueue team-a/,
+        );
+      },
     },
     {
       name: 'export Job lost from the cache: created again, no second ExportStarted',

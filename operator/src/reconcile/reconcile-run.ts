@@ -563,6 +563,17 @@ class RunReconciler {
           ? 'the Job succeeded but export/EXPORTED does not name the final checkpoint'
           : (job.failureMessage ?? job.failureReason ?? 'the Job failed');
       this.exportFailed(current, job, jobs, detail);
+    } else if (
+      job.phase === 'Suspended' &&
+      !job.suspendedByRun &&
+      this.spec.trainer.queueName !== undefined
+    ) {
+      Object.assign(current, {
+        phase: 'Pending',
+        message: `export Job ${name} is queued in LocalQueue ${this.spec.trainer.queueName}, waiting for Kueue to admit it`,
+      });
+      this.progress = { reason: Reason.Queued, message: current.message };
+      return false;
     } else {
       Object.assign(current, {
         phase: job.phase === 'Running' ? 'Running' : 'Pending',

@@ -91,15 +91,31 @@ describe('renderAttempt', () => {
     { queueName: 'team-a', suspend: true, label: 'team-a' },
   ]) {
     it(`Kueue: queueName ${queueName ?? 'unset'} → suspend ${suspend}, queue-name label ${label ?? 'absent'}`, () => {
-      const { job } = render((b) =>
+      const withQueue = (b: ReturnType<typeof aRun>) =>
         b.withSpec((s) => {
           if (queueName !== undefined) s.trainer.queueName = queueName;
-        }),
-      );
-      assert.equal(job.spec?.suspend, suspend);
-      assert.equal(job.metadata?.labels?.['kueue.x-k8s.io/queue-name'], label);
-      // The pod template never carries the queue label: Kueue queues the Job, not its pods.
-      assert.equal(job.spec?.template.metadata?.labels?.['kueue.x-k8s.io/queue-name'], undefined);
+        });
+      const { job, trainerSpec } = render(withQueue);
+      const run = withQueue(aRun()).build();
+      const exported = renderExport(run, withDefaults(run.spec), trainerSpec, 1);
+      for (const [kind, rendered] of [
+        ['stage', job],
+        ['export', exported.job],
+      ] as const) {
+        assert.equal(rendered.spec?.suspend, suspend, kind);
+        assert.equal(rendered.metadata?.labels?.['kueue.x-k8s.io/queue-name'], label, kind);
+        // The pod template never carries the queue label: Kueue queues the Job, not its pods.
+        assert.equal(
+          rendered.spec?.template.metadata?.labels?.['kueue.x-k8s.io/queue-name'],
+          undefined,
+          kind,
+        );
+        assert.equal(
+          exported.configMap.metadata?.labels?.['kueue.x-k8s.io/queue-name'],
+          undefined,
+          'nor the ConfigMap',
+        );
+      }
     });
   }
 });

@@ -124,12 +124,11 @@ export function renderAttempt(
   const exitRule = (code: number, action: 'FailJob' | 'Ignore') =>
     exitCodeRule(TRAINER_CONTAINER, code, action);
 
-  const jobLabels =
-    trainer.queueName === undefined ? labels : { ...labels, [KUEUE_QUEUE_LABEL]: trainer.queueName };
+  const queue = queued(trainer, labels);
   const job: V1Job = {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { ...metadata, labels: jobLabels },
+    metadata: { ...metadata, labels: queue.labels },
     spec: {
       completionMode: 'Indexed',
       completions: trainer.nodes,
@@ -137,8 +136,7 @@ export function renderAttempt(
       // Retries are stage attempts decided by the operator (new Job, backoff, run-level limit).
       backoffLimit: 0,
       podReplacementPolicy: 'Failed',
-      // With Kueue the Job waits suspended until admitted; Kueue owns unsuspending it.
-      suspend: trainer.queueName !== undefined,
+      suspend: queue.suspend,
       podFailurePolicy: {
         rules: [
           exitRule(ExitCode.BadConfiguration, 'FailJob'),
@@ -275,6 +273,18 @@ export interface ExportObjects {
  * resumeFrom names the final checkpoint). Same pod as a trainer's, without the GPU request.
  * Retries are new attempts decided by the operator, like a stage's.
  */
+/**
+ * With Kueue (trainer.queueName) a Job carries the queue-name label and is created suspended:
+ * it waits for admission, and Kueue owns unsuspending it. The pod template never carries the label.
+ */
+function queued(
+  trainer: DefaultedSpec['trainer'],
+  labels: Record<string, string>,
+): { labels: Record<string, string>; suspend: boolean } {
+  if (trainer.queueName === undefined) return { labels, suspend: false };
+  return { labels: { ...labels, [KUEUE_QUEUE_LABEL]: trainer.queueName }, suspend: true };
+}
+
 export function renderExport(
   run: TrainingRun,
   spec: DefaultedSpec,
@@ -294,6 +304,7 @@ export function renderExport(
   };
   const limits = quantities(spec.trainer.resources?.limits);
   const requests = quantities(spec.trainer.resources?.requests);
+  const queue = queued(spec.trainer, labels);
   return {
     configMap: {
       apiVersion: 'v1',
@@ -304,12 +315,13 @@ export function renderExport(
     job: {
       apiVersion: 'batch/v1',
       kind: 'Job',
-      metadata,
+      metadata: { ...metadata, labels: queue.labels },
       spec: {
         completions: 1,
         parallelism: 1,
         backoffLimit: 0,
         podReplacementPolicy: 'Failed',
+        suspend: queue.suspend,
         podFailurePolicy: {
           rules: [
             exitCodeRule(EXPORT_CONTAINER, ExitCode.BadConfiguration, 'FailJob'),

@@ -18,7 +18,14 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { V1Job } from '@kubernetes/client-node';
 import { kueueVersion } from '../../../test/support/pins.js';
-import { GROUP, jobName, type TrainingRun, TrainingRunKind, VERSION } from '../../src/api/types.js';
+import {
+  exportJobName,
+  GROUP,
+  jobName,
+  type TrainingRun,
+  TrainingRunKind,
+  VERSION,
+} from '../../src/api/types.js';
 import { apiStatus } from '../../src/drivers/kube/kube-client.js';
 import { type ClusterHarness, enableKueue, startClusterHarness, tinyClusterRun } from './support/cluster.js';
 import { eventually } from './support/kube.js';
@@ -63,7 +70,7 @@ describe(`cluster: two runs on one Kueue ${kueueVersion} ClusterQueue with GPU q
   };
   const complete = (j: V1Job | undefined) =>
     j?.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True') === true;
-  const workloadOf = async (run: string): Promise<Workload | undefined> => {
+  const workloadOf = async (run: string, ofJob = jobName(run, 'train', 1)): Promise<Workload | undefined> => {
     const list = (await h.client.custom.listNamespacedCustomObject({
       group: KUEUE_GROUP,
       version: KUEUE_VERSION,
@@ -71,7 +78,7 @@ describe(`cluster: two runs on one Kueue ${kueueVersion} ClusterQueue with GPU q
       plural: 'workloads',
     })) as { items: Workload[] };
     return list.items.find((w) =>
-      w.metadata.ownerReferences?.some((o) => o.kind === 'Job' && o.name === jobName(run, 'train', 1)),
+      w.metadata.ownerReferences?.some((o) => o.kind === 'Job' && o.name === ofJob),
     );
   };
   const condition = (w: Workload | undefined, type: string) =>
@@ -273,6 +280,9 @@ describe(`cluster: two runs on one Kueue ${kueueVersion} ClusterQueue with GPU q
     const second = await runEnded(SECOND);
     assert.equal(second.status?.phase, 'Succeeded', `${second.status?.message}\n${describeAgent()}`);
     assert.equal(condition(await workloadOf(SECOND), 'Finished')?.status, 'True');
+    // The export Jobs were queued too (a cluster may let nothing run unqueued), and admitted.
+    for (const run of [FIRST, SECOND])
+      assert.equal(condition(await workloadOf(run, exportJobName(run, 1)), 'Finished')?.status, 'True', run);
     const pods = h.agent.pods().filter((p) => p.name.startsWith(jobName(SECOND, 'train', 1)));
     assert.equal(pods.length, 1, describeAgent());
     assert.equal(pods[0]?.exitCode, 0, describeAgent());
