@@ -49,5 +49,29 @@ export async function loadChoiceTasks(
       },
     });
   }
+  const problem = conditionGroupProblem(spec, tasks);
+  if (problem !== null) throw new BadConfigurationError(problem);
   return tasks;
+}
+
+/**
+ * Why a promotion condition of the stage names a group its task's items never carry
+ * (`eval.<task>_<group>.acc`), or null. The API checks the task; only the file knows its groups,
+ * and a misspelt group would never get a value, so the gate would silently never hold.
+ */
+export function conditionGroupProblem(
+  spec: Pick<TrainerSpec, 'promotion'>,
+  tasks: Pick<ChoiceTask, 'name' | 'groups'>[],
+): string | null {
+  const conditions = [...(spec.promotion?.anyOf ?? []), ...(spec.promotion?.allOf ?? [])];
+  for (const { metric } of conditions) {
+    const match = /^eval\.([^._]+)_([^.]+)\.(acc|acc_norm)$/.exec(metric);
+    if (match === null) continue;
+    const [, name, group] = match as unknown as [string, string, string];
+    const task = tasks.find((t) => t.name === name);
+    const groups = task?.groups ?? [];
+    if (task === undefined || groups.includes(group)) continue;
+    return `the promotion condition on ${metric} names group '${group}', which no item of task ${name} carries (its groups: ${groups.join(', ') || 'none'}); fix the metric name or regenerate the task`;
+  }
+  return null;
 }

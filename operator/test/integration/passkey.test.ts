@@ -249,7 +249,7 @@ describe('passkey retrieval', () => {
     }
   });
 
-  it('refuses a condition on a task the run does not declare, and fails a stage whose task outgrows the model', async () => {
+  it('refuses a condition on a task the run does not declare, and fails a stage whose task outgrows the model or whose gate names a group no item carries', async () => {
     const typoRun = await writeRun('typo', { condition: 'metric: eval.pass-key_len192.acc, atLeast: 0.5' });
     const typo = await smolstage(['run', typoRun, '--dir', join(root, 'typo')]);
     assert.equal(typo.code, 2, typo.stderr);
@@ -278,6 +278,18 @@ describe('passkey retrieval', () => {
     assert.match(
       failed?.message ?? '',
       /task passkey .* item len300-depth0-0 is 29\d tokens .*more than the model's maxPositionEmbeddings 256 \+ 1/,
+    );
+
+    // A group the task's items never carry: the gate would never hold, so the stage fails at its start.
+    const groupRun = await writeRun('group', { condition: 'metric: eval.passkey_len193.acc, atLeast: 0' });
+    const group = await smolstage(['run', groupRun, '--dir', join(root, 'group'), '--threads', '1']);
+    assert.equal(group.code, 1, group.stderr);
+    const groupState = JSON.parse(readFileSync(join(root, 'group', 'state.json'), 'utf8')) as LocalState;
+    const groupFailure = groupState.run.status?.conditions?.find((c) => c.type === 'Failed');
+    assert.equal(groupFailure?.reason, 'BadConfiguration');
+    assert.match(
+      groupFailure?.message ?? '',
+      /eval\.passkey_len193\.acc names group 'len193', which no item of task passkey carries/,
     );
   });
 });
