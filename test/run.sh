@@ -36,8 +36,19 @@ tier_lint() {
   return $status
 }
 
+# The C++ and CUDA builds go through ccache when it is installed (.ci/run installs it), cached in
+# $SMOLSTAGE_CACHE/ccache: a fresh clone recompiles only what changed. ccache hashes the compiler,
+# its flags and the preprocessed source itself; CCACHE_BASEDIR makes the clone's absolute paths
+# relative, so one clone hits what another compiled.
+use_compiler_cache() {
+  command -v ccache >/dev/null || return 0
+  export CCACHE_DIR=$SMOLSTAGE_CACHE/ccache CCACHE_BASEDIR=$ROOT CCACHE_MAXSIZE=2G
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
+}
+
 tier_unit() {
   local files=(operator/src/**/*.test.ts test/unit/**/*.test.ts) status=0
+  use_compiler_cache
   [ ${#files[@]} -gt 0 ] || die "no unit test files found (operator/src/**/*.test.ts, test/unit/**/*.test.ts)"
   # The native trainer first: some unit tests (smolstage generate on a tiny model) use the addon.
   if [ -f trainer-native/CMakeLists.txt ]; then
