@@ -1,21 +1,10 @@
 /** Operator replicas as real child processes, for crash (SIGKILL) and handover tests. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../../src/drivers/local/driver.js';
 
 const ENTRY = fileURLToPath(new URL('./operator-process.ts', import.meta.url));
 const OPERATOR_DIR = fileURLToPath(new URL('../../../', import.meta.url));
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 export class OperatorProcess {
   readonly logs: string[] = [];
