@@ -26,3 +26,23 @@ export interface MetricsRecord {
   /** Present on the last record of a failed attempt. */
   failure?: { reason: string };
 }
+
+/** `eval.<subject>.<kind>`: a held-out dataset's `loss`, or a task's (or task group's) `acc`, `acc_norm`. */
+export function parseEvalMetric(metric: string): { subject: string; kind: string } | null {
+  const match = /^eval\.(.+)\.([a-z_]+)$/.exec(metric);
+  return match === null ? null : { subject: match[1] as string, kind: match[2] as string };
+}
+
+/**
+ * The subject of a task's metrics: the task, or `<task>_<group>` over one group's items (task
+ * and dataset names cannot hold '_', so the two never collide).
+ */
+export function taskSubject(task: string, group?: string): string {
+  return group === undefined ? task : `${task}_${group}`;
+}
+
+/** The task and group of a task metric's subject (taskSubject's inverse). */
+export function parseTaskSubject(subject: string): { task: string; group?: string } {
+  const cut = subject.indexOf('_');
+  return cut < 0 ? { task: subject } : { task: subject.slice(0, cut), group: subject.slice(cut + 1) };
+}

@@ -8,6 +8,7 @@
  */
 import { admissionProblems } from './admission.js';
 import { type DefaultedSpec, withDefaults } from './defaults.js';
+import { parseEvalMetric, parseTaskSubject } from './metrics-record.js';
 import { resolveModel } from './presets.js';
 import { parseQuantity } from './quantity.js';
 import { inheritedSetting } from './stage-settings.js';
@@ -236,19 +237,19 @@ function metricProblem(metric: string, spec: DefaultedSpec, stage: StageTemplate
       ? null
       : `unknown metric '${metric}'; train metrics are ${[...TRAIN_METRICS].join(', ')}`;
   }
-  const match = /^eval\.(.+)\.([a-z_]+)$/.exec(metric);
-  if (match === null)
+  const parsed = parseEvalMetric(metric);
+  if (parsed === null)
     return `'${metric}' is not a metric name (train.<name> or eval.<dataset|task>.<loss|acc|acc_norm>)`;
-  const [, subject = '', kind = ''] = match;
+  const { subject, kind } = parsed;
   if (kind === 'loss') {
     return spec.evaluation.heldOutLoss.includes(subject)
       ? null
       : `'${metric}' is never measured: add '${subject}' to spec.evaluation.heldOutLoss`;
   }
   if (kind === 'acc' || kind === 'acc_norm') {
-    // eval.<task>_<group>.acc: a group the task's items name; task names have no '_'. The groups
-    // are in the task file, which the worker reads, so only the task is checked here.
-    const task = subject.split('_')[0] ?? '';
+    // eval.<task>_<group>.acc: the groups are in the task file, which the worker reads (and
+    // checks against the stage's conditions), so only the task is checked here.
+    const { task } = parseTaskSubject(subject);
     return spec.evaluation.tasks.some((t) => t.name === task)
       ? null
       : `'${metric}' is never measured: add a task named '${task}' to spec.evaluation.tasks`;

@@ -1,4 +1,5 @@
 import { dpoMetrics } from '@smolstage/trainer-native';
+import { taskSubject } from '../api/metrics-record.js';
 import type { ExampleBatch, PairBatch } from '../data/sampler.js';
 import type { HeldOut } from './data-setup.js';
 import type { TrainingEngine } from './engine.js';
@@ -120,7 +121,7 @@ export class Evaluator {
       results['eval.rewards.margins'] = (rewards[3] as number) / pairs;
     }
     for (const task of this.tasks) {
-      for (const subject of [task.name, ...(task.groups ?? []).map((g) => `${task.name}_${g}`)]) {
+      for (const subject of [task.name, ...(task.groups ?? []).map((g) => taskSubject(task.name, g))]) {
         const count = total[at + 2] as number;
         results[`eval.${subject}.acc`] = (total[at] as number) / count;
         results[`eval.${subject}.acc_norm`] = (total[at + 1] as number) / count;

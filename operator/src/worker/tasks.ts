@@ -1,4 +1,5 @@
 import { BadConfigurationError } from '../api/failures.js';
+import { parseEvalMetric, parseTaskSubject } from '../api/metrics-record.js';
 import type { TrainerSpec } from '../api/trainer-spec.js';
 import { countCorrect, encodeItems, loadTask, taskGroups } from '../data/eval-task.js';
 import { loadTokenizer } from '../data/tokenizer.js';
@@ -65,9 +66,10 @@ export function conditionGroupProblem(
 ): string | null {
   const conditions = [...(spec.promotion?.anyOf ?? []), ...(spec.promotion?.allOf ?? [])];
   for (const { metric } of conditions) {
-    const match = /^eval\.([^._]+)_([^.]+)\.(acc|acc_norm)$/.exec(metric);
-    if (match === null) continue;
-    const [, name, group] = match as unknown as [string, string, string];
+    const parsed = parseEvalMetric(metric);
+    if (parsed === null || (parsed.kind !== 'acc' && parsed.kind !== 'acc_norm')) continue;
+    const { task: name, group } = parseTaskSubject(parsed.subject);
+    if (group === undefined) continue;
     const task = tasks.find((t) => t.name === name);
     const groups = task?.groups ?? [];
     if (task === undefined || groups.includes(group)) continue;
