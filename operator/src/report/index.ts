@@ -5,10 +5,11 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Decision, decidedObjects, type Observed } from '../reconcile/observed.js';
 import { REPORT_DIR, REPORT_PAGE } from '../storage/layout.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { reportCharts } from './charts.js';
-import type { ReportData } from './data.js';
+import { loadFromStore, type ReportData } from './data.js';
 import { reportHtml } from './html.js';
 import { renderChart } from './render.js';
 
@@ -56,4 +57,15 @@ export async function writeReport(
 /** Writes the report under the run root's `report/` in the run's store (the operator's copy). */
 export async function publishReport(data: ReportData, store: ObjectStore, now = new Date()): Promise<void> {
   for (const file of await reportFiles(data, now)) await store.put(`${REPORT_DIR}${file.name}`, file.body);
+}
+
+/** The report of the state a decision leaves (its status writes applied), from the run's store. */
+export async function decidedReport(
+  observed: Observed,
+  decision: Decision,
+  store: ObjectStore,
+  location: string,
+): Promise<ReportData> {
+  const { run, stages } = decidedObjects(observed, decision);
+  return loadFromStore(run, stages, store, location);
 }

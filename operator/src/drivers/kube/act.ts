@@ -5,7 +5,7 @@
  * reconciled again from fresh state).
  */
 import { Annotations, API_VERSION, Reason, type Stage, type TrainingRun } from '../../api/types.js';
-import { type Decision, decidedObjects, type Observed } from '../../reconcile/observed.js';
+import type { Decision, Observed } from '../../reconcile/observed.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { Logger } from './logger.js';
 import { mergePatchBetween } from './merge-patch.js';
@@ -171,15 +171,11 @@ async function writeRunReport(
   decision: Decision,
   ctx: ActContext,
 ): Promise<number> {
-  const decided = decidedObjects(observed, decision);
   try {
     // Loaded here: the charting libraries are large and most reconciles draw nothing.
-    const [{ loadFromStore }, { publishReport }] = await Promise.all([
-      import('../../report/data.js'),
-      import('../../report/index.js'),
-    ]);
+    const { decidedReport, publishReport } = await import('../../report/index.js');
     const store = await ctx.stores.forRun(run);
-    await publishReport(await loadFromStore(decided.run, decided.stages, store, observed.storageRoot), store);
+    await publishReport(await decidedReport(observed, decision, store, observed.storageRoot), store);
     ctx.logger.info('wrote the run report', { report: observed.reportLocation });
     return 0;
   } catch (error) {

@@ -14,7 +14,7 @@ import { classifyFailure, diskFull, ExitCode } from '../../api/failures.js';
 import { RankEnv, type StorageSpec, type TrainerSpec } from '../../api/trainer-spec.js';
 import { PROMOTION_REASONS, Reason, type StageStatus, WORKER_NOTICES } from '../../api/types.js';
 import { stageTokenCap } from '../../policy/promotion.js';
-import { type Action, type Decision, decidedObjects, type Observed } from '../../reconcile/observed.js';
+import type { Action, Decision, Observed } from '../../reconcile/observed.js';
 import { reconcileRun } from '../../reconcile/reconcile-run.js';
 import { readExportManifest } from '../../storage/exports.js';
 import { createRunStore } from '../../storage/factory.js';
@@ -295,13 +295,9 @@ export class LocalDriver {
 
   /** The report at a stage's end, drawn as `smolstage report` draws it; a failure is only told. */
   private async writeReport(observed: Observed, decision: Decision): Promise<void> {
-    const decided = decidedObjects(observed, decision);
     try {
-      const [{ loadFromStore }, { writeReport }] = await Promise.all([
-        import('../../report/data.js'),
-        import('../../report/index.js'),
-      ]);
-      const data = await loadFromStore(decided.run, decided.stages, this.store, this.runRootDir());
+      const { decidedReport, writeReport } = await import('../../report/index.js');
+      const data = await decidedReport(observed, decision, this.store, this.runRootDir());
       await writeReport(data, localReportDir(this.o.workDir));
     } catch (error) {
       this.o.display.say(`report: not written: ${(error as Error).message}`);
